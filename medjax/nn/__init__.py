@@ -1,0 +1,1 @@
+"""The tutorial's maths as pure `jnp` functions, with thin Flax Linen wrappers."""

@@ -1,0 +1,1 @@
+"""Training: the train state, the jitted steps, the one loop, checkpoints, optimizers, losses and metrics."""
