@@ -9,21 +9,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import inspect
 import re
 import sys
 import typing
 
-# Task name on the command line -> module in medjax.tasks. Imported lazily so `--help` stays fast.
-TASKS = {"medmnist": "medjax.tasks.medmnist", "ner": "medjax.tasks.ner", "textclf": "medjax.tasks.textclf"}
-
-
-def task_module(name: str):
-    if name not in TASKS:
-        raise SystemExit(f"unknown task {name!r}; valid tasks: {', '.join(sorted(TASKS))}")
-    return importlib.import_module(TASKS[name])
-
+from medjax.tasks import TASKS, task_module
 
 def _field_help(cls) -> dict[str, str]:
     """The trailing `# comment` of each field in the dataclass source (and its bases), used as the flag's help."""
@@ -91,9 +82,9 @@ def _workdir_command(command: str, argv: list[str]) -> int:
                             help="rank by attention weight or by gradient x input (default: attention)")
     args = parser.parse_args(argv)
     if command == "evaluate":
-        from medjax.train import loop
+        from medjax.tasks import evaluate_workdir
 
-        loop.evaluate_workdir(args.workdir)
+        evaluate_workdir(args.workdir)
     elif command == "plot":
         from medjax.train import plots
 

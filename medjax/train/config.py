@@ -20,5 +20,6 @@ class TrainConfig:
     milestones: tuple[float, ...] = (0.5, 0.75)  # multistep: fractions of training at which the lr is multiplied
     decay_factor: float = 0.1  # multistep: the multiplier at each milestone
     clip_norm: float = 0.0  # clip gradients to this global norm; 0 turns clipping off
+    num_devices: int = 0  # data-parallel over this many local devices (0: all of them); batch_size must divide by it
     log_every: int = 50  # print a progress line every this many steps (also drives the progress bar's postfix)
     progress: bool = True  # show a progress bar
