@@ -1,0 +1,286 @@
+"""The tutorial's recurrent networks: the LSTM and plain RNN equations as pure `jnp` functions, thin Linen wrappers.
+
+The LSTM equations, with PyTorch's gate order (i, f, g, o) in the columns of one fused weight matrix:
+
+    i_t = σ(x_t W_xi + h_{t-1} W_hi + b_i)        f_t = σ(x_t W_xf + h_{t-1} W_hf + b_f)
+    g_t = tanh(x_t W_xg + h_{t-1} W_hg + b_g)     o_t = σ(x_t W_xo + h_{t-1} W_ho + b_o)
+    c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t               h_t = o_t ⊙ tanh(c_t)
+
+Parameters of one LSTM layer are ``{"w_x": f32[in, 4H], "w_h": f32[H, 4H], "b": f32[4H]}``. From a PyTorch
+``nn.LSTM``: ``w_x = weight_ih_l0.T``, ``w_h = weight_hh_l0.T``, ``b = bias_ih_l0 + bias_hh_l0``.
+
+Example:
+  >>> model = TutorialLSTMClassifier()
+  >>> x = jnp.zeros((64, 50, 10))                      # f32[batch, time, features]
+  >>> variables = model.init(jax.random.key(0), x)
+  >>> model.apply(variables, x).shape
+  (64, 2)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from medjax.nn.lstm_fast import lstm_recurrence
+
+Params = Mapping[str, jax.Array]
+IMPLEMENTATIONS = ("custom_vjp", "scan")
+
+
+def _bias(b: jax.Array, ndim: int) -> jax.Array:
+    """b reshaped to broadcast against an array of rank ``ndim`` (rank promotion is an error in medjax's tests)."""
+    return b.reshape((1,) * (ndim - 1) + b.shape)
+
+
+def _lstm_update(z: jax.Array, c: jax.Array) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
+    """The gates and the new state from the pre-activations z = x W_x + h W_h + b (f32[..., 4H])."""
+    z_i, z_f, z_g, z_o = jnp.split(z, 4, axis=-1)
+    i, f, g, o = jax.nn.sigmoid(z_i), jax.nn.sigmoid(z_f), jnp.tanh(z_g), jax.nn.sigmoid(z_o)
+    c = f * c + i * g
+    h = o * jnp.tanh(c)
+    return (c, h), h
+
+
+def lstm_cell(params: Params, carry: tuple[jax.Array, jax.Array], x: jax.Array):
+    """One LSTM step, exactly the tutorial's equations.
+
+    Args:
+      params: ``{"w_x": f32[in, 4H], "w_h": f32[H, 4H], "b": f32[4H]}``.
+      carry: ``(c, h)``, each f32[..., H].
+      x: f32[..., in].
+
+    Returns:
+      ``((c, h), h)``: the new carry and the output, shaped for `lax.scan`.
+    """
+    c, h = carry
+    z = x @ params["w_x"] + h @ params["w_h"]
+    return _lstm_update(z + _bias(params["b"], z.ndim), c)
+
+
+def rnn_cell(params: Params, h: jax.Array, x: jax.Array, activation=jnp.tanh):
+    """One plain RNN step: h_t = activation(h_{t-1} W_h + x_t W_x + b).
+
+    Args:
+      params: ``{"w_x": f32[in, H], "w_h": f32[H, H], "b": f32[H]}``.
+      h: f32[..., H], the previous hidden state.
+      x: f32[..., in].
+      activation: the nonlinearity f (tanh, as in PyTorch's ``nn.RNN``).
+
+    Returns:
+      ``(h, h)``: the new hidden state as carry and output, shaped for `lax.scan` like `lstm_cell`.
+    """
+    z = h @ params["w_h"] + x @ params["w_x"]
+    h = activation(z + _bias(params["b"], z.ndim))
+    return h, h
+
+
+def _check_mask(mask: jax.Array, batch: int, time: int, name: str = "mask") -> None:
+    if jnp.dtype(mask.dtype) != jnp.bool_:
+        raise TypeError(f"{name} must be bool[batch, time] (True on valid steps); got dtype {mask.dtype}")
+    if mask.shape != (batch, time):
+        raise ValueError(f"{name} must be bool[batch, time] = bool[{batch}, {time}]; got shape {mask.shape}")
+
+
+def _check_lstm_layer(params: Params, x: jax.Array, mask, initial_carry, implementation: str) -> None:
+    """Raises at trace time, from static shapes, before anything is compiled."""
+    missing = {"w_x", "w_h", "b"} - set(params)
+    if missing:
+        raise ValueError(f"LSTM params need keys 'w_x', 'w_h', 'b'; missing {sorted(missing)} in {sorted(params)}")
+    if x.ndim != 3:
+        raise ValueError(f"x must be f32[batch, time, features]; got rank {x.ndim}, shape {x.shape}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"x must be a floating array f32[batch, time, features]; got dtype {x.dtype}")
+    batch, time, features = x.shape
+    hidden = params["w_h"].shape[0]
+    expected = {"w_x": (features, 4 * hidden), "w_h": (hidden, 4 * hidden), "b": (4 * hidden,)}
+    for key, shape in expected.items():
+        if params[key].shape != shape:
+            raise ValueError(
+                f"params['{key}'] must have shape {shape} for x with {features} features and hidden size {hidden} "
+                f"(from w_h); got {params[key].shape}"
+            )
+    if mask is not None:
+        _check_mask(mask, batch, time)
+    if initial_carry is not None:
+        if not isinstance(initial_carry, (tuple, list)) or len(initial_carry) != 2:
+            raise ValueError(f"initial_carry must be a pair (c, h); got {type(initial_carry).__name__}")
+        for name, part in zip(("c", "h"), initial_carry):
+            if part.shape != (batch, hidden):
+                raise ValueError(f"initial_carry {name} must be f32[{batch}, {hidden}]; got shape {part.shape}")
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}; got {implementation!r}")
+
+
+def _scan_recurrence(xw, w_h, mask, c0, h0, reverse):
+    """The readable reference of `lstm_fast.lstm_recurrence` (same arguments and results), differentiated by JAX."""
+
+    def step(carry, inputs):
+        z_x, valid = inputs
+        c, h = carry
+        (c_new, h_new), _ = _lstm_update(z_x + h @ w_h, c)
+        if valid is not None:
+            # Past a sequence's end the carry freezes, so the final carry is the last valid step's.
+            c_new = jnp.where(valid[:, None], c_new, c)
+            h_new = jnp.where(valid[:, None], h_new, h)
+        return (c_new, h_new), h_new
+
+    carry, hs = lax.scan(step, (c0, h0), (xw, mask), reverse=reverse)
+    return hs, carry
+
+
+def lstm_layer(
+    params: Params,
+    x: jax.Array,
+    mask: jax.Array | None = None,
+    initial_carry: tuple[jax.Array, jax.Array] | None = None,
+    reverse: bool = False,
+    implementation: str = "custom_vjp",
+):
+    """One LSTM layer over a batch of sequences.
+
+    The input projection ``x W_x + b`` is computed for all steps at once, outside the sequential loop.
+
+    Args:
+      params: ``{"w_x": f32[features, 4H], "w_h": f32[H, 4H], "b": f32[4H]}``.
+      x: f32[batch, time, features].
+      mask: bool[batch, time], True on valid steps, or None (all valid). Past a sequence's end the carry is held, so
+        ``reverse=True`` starts each sequence at its own last valid step, as PyTorch's packed sequences do.
+      initial_carry: ``(c, h)``, each f32[batch, H]; zeros if None.
+      reverse: run from the last step to the first (the backward half of a bidirectional layer).
+      implementation: ``"custom_vjp"`` (the fast path in `medjax.nn.lstm_fast`, reverse-mode differentiation only)
+        or ``"scan"`` (autodiff through `lax.scan`: the readable reference, also forward-mode differentiable).
+
+    Returns:
+      ``(outputs, (c, h))``: outputs f32[batch, time, H], zero on padded steps; the final carry, each f32[batch, H].
+    """
+    _check_lstm_layer(params, x, mask, initial_carry, implementation)
+    batch, _, _ = x.shape
+    w_h = params["w_h"]
+    hidden = w_h.shape[0]
+    # Time-major inside: the loop slices whole [batch, ...] blocks per step.
+    xw = jnp.einsum("btf,fg->tbg", x, params["w_x"]) + _bias(params["b"], 3)
+    mask_t = None if mask is None else mask.T
+    if initial_carry is None:
+        dtype = jnp.result_type(xw.dtype, w_h.dtype)
+        initial_carry = (jnp.zeros((batch, hidden), dtype), jnp.zeros((batch, hidden), dtype))
+    c0, h0 = initial_carry
+    recurrence = lstm_recurrence if implementation == "custom_vjp" else _scan_recurrence
+    hs, carry = recurrence(xw, w_h, mask_t, c0, h0, reverse)
+    if mask_t is not None:
+        hs = jnp.where(mask_t[:, :, None], hs, 0)
+    return hs.transpose(1, 0, 2), carry
+
+
+def last_valid(outputs: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """The output at the last valid step of each sequence.
+
+    Args:
+      outputs: f32[batch, time, H].
+      mask: bool[batch, time], True on valid steps, or None (the last step of every sequence).
+
+    Returns:
+      f32[batch, H]. A sequence with no valid step reads its last position.
+    """
+    if outputs.ndim != 3:
+        raise ValueError(f"outputs must be f32[batch, time, H]; got shape {outputs.shape}")
+    if mask is None:
+        return outputs[:, -1]
+    batch, time, _ = outputs.shape
+    _check_mask(mask, batch, time)
+    # argmax finds the first True of the reversed mask, so masks with holes also read their last True step.
+    index = time - 1 - jnp.argmax(mask[:, ::-1], axis=1)
+    return jnp.take_along_axis(outputs, index[:, None, None], axis=1)[:, 0]
+
+
+def init_lstm_params(key: jax.Array, in_features: int, hidden: int, dtype: Any = jnp.float32) -> dict:
+    """PyTorch's LSTM initialisation: every weight and bias from U(−1/√H, 1/√H)."""
+    bound = hidden**-0.5
+    shapes = {"w_x": (in_features, 4 * hidden), "w_h": (hidden, 4 * hidden), "b": (4 * hidden,)}
+    keys = jax.random.split(key, len(shapes))
+    return {
+        name: jax.random.uniform(k, shape, dtype, -bound, bound) for k, (name, shape) in zip(keys, shapes.items())
+    }
+
+
+class LSTM(nn.Module):
+    """A stacked, optionally bidirectional LSTM, like PyTorch's ``nn.LSTM(batch_first=True)``.
+
+    Parameters are named as PyTorch names its layers: ``layer_0``, ``layer_0_reverse``, ``layer_1``, ... each holding
+    the ``{"w_x", "w_h", "b"}`` dict of `lstm_layer`. Dropout (rng ``"dropout"``) acts on the outputs of every layer
+    but the last, when ``train=True``.
+
+    Attributes:
+      hidden: H, the hidden size of each direction.
+      num_layers: stacked layers; layer k > 0 reads the (concatenated) outputs of layer k − 1.
+      bidirectional: add a reversed layer at every level and concatenate both outputs (2H features).
+      dropout: dropout rate between layers.
+      implementation: see `lstm_layer`.
+    """
+
+    hidden: int
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    implementation: str = "custom_vjp"
+
+    @nn.compact
+    def __call__(self, x, mask=None, initial_carry=None, train: bool = False):
+        """Runs the stack.
+
+        Args:
+          x: f32[batch, time, features].
+          mask: bool[batch, time], True on valid steps, or None.
+          initial_carry: ``(c0, h0)``, each f32[num_layers * directions, batch, H] in PyTorch's order (layer-major,
+            forward before reverse), or None for zeros.
+          train: apply dropout between layers.
+
+        Returns:
+          ``(outputs, (c_n, h_n))``: outputs f32[batch, time, directions * H], zero on padded steps; the final carries,
+          each f32[num_layers * directions, batch, H], in the same order as ``initial_carry``.
+        """
+        suffixes = ("", "_reverse") if self.bidirectional else ("",)
+        if initial_carry is not None:
+            expected = (self.num_layers * len(suffixes), x.shape[0], self.hidden)
+            for name, part in zip(("c0", "h0"), initial_carry):
+                if part.shape != expected:
+                    raise ValueError(f"initial_carry {name} must be f32{list(expected)}; got shape {part.shape}")
+        finals_c, finals_h = [], []
+        for layer in range(self.num_layers):
+            if layer > 0 and self.dropout > 0:
+                x = nn.Dropout(self.dropout)(x, deterministic=not train)
+            outputs = []
+            for direction, suffix in enumerate(suffixes):
+                params = self.param(f"layer_{layer}{suffix}", init_lstm_params, x.shape[-1], self.hidden)
+                index = layer * len(suffixes) + direction
+                carry = None if initial_carry is None else (initial_carry[0][index], initial_carry[1][index])
+                out, (c, h) = lstm_layer(params, x, mask, carry, bool(direction), self.implementation)
+                outputs.append(out)
+                finals_c.append(c)
+                finals_h.append(h)
+            x = jnp.concatenate(outputs, axis=-1) if len(outputs) > 1 else outputs[0]
+        return x, (jnp.stack(finals_c), jnp.stack(finals_h))
+
+
+class TutorialLSTMClassifier(nn.Module):
+    """The tutorial's sequence classifier made right: an LSTM stack, then a linear head on the last *valid* step.
+
+    Attributes:
+      hidden: H of each LSTM layer (tutorial: 32).
+      num_layers: stacked LSTM layers (tutorial: 2).
+      num_classes: logits per sequence (tutorial: 2).
+    """
+
+    hidden: int = 32
+    num_layers: int = 2
+    num_classes: int = 2
+
+    @nn.compact
+    def __call__(self, x, mask=None, train: bool = False):
+        """x: f32[batch, time, features]; mask: bool[batch, time] or None. Returns logits f32[batch, num_classes]."""
+        outputs, _ = LSTM(self.hidden, self.num_layers, name="lstm")(x, mask, train=train)
+        return nn.Dense(self.num_classes, name="head")(last_valid(outputs, mask))
