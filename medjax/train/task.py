@@ -53,6 +53,10 @@ class Task:
         split (padding rows already removed).
       select_metric: the validation metric used for model selection (higher is better), e.g. ``"auc"``.
       describe: free-form facts written to ``config.json`` (class names, vocabulary size, ...).
+      class_names: names of the classes, in label order (used by plots).
+      batch_spec: ``{key: medjax.train.batching.ArraySpec}``, what the batch entries must be (dtype kind, rank,
+        label range); the loop checks every batch on the host and names the key, the expectation and what came.
+        Optional: without it the loop only rejects NaN and inf in float entries.
     """
 
     name: str
@@ -64,3 +68,4 @@ class Task:
     select_metric: str
     describe: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     class_names: Sequence[str] = ()
+    batch_spec: Mapping[str, Any] = dataclasses.field(default_factory=dict)

@@ -1,0 +1,122 @@
+"""Optimizers and learning-rate schedules, chosen by name from small dicts; Optax does the work.
+
+`make_optimizer(config, total_steps)` reads the `TrainConfig` fields ``optimizer``, ``lr``, ``weight_decay``,
+``momentum``, ``schedule``, ``milestones``, ``decay_factor`` and ``clip_norm``. The learning rate is injected as a
+hyperparameter (`optax.inject_hyperparams`), so the optimizer state carries the rate of the step just taken and the
+training step can report it without knowing the schedule (`current_lr`).
+
+Example:
+  >>> config = TrainConfig(optimizer="sgd", lr=0.1, schedule="multistep", milestones=(0.5,), decay_factor=0.1)
+  >>> lr_at_step_50 = make_schedule(config, total_steps=100)(50)  # 0.1 * 0.1: decayed once, at the halfway milestone
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import optax
+
+from medjax.train.config import TrainConfig
+
+
+def _adam(config: TrainConfig, learning_rate: optax.ScalarOrSchedule) -> optax.GradientTransformation:
+    # As torch.optim.Adam: weight_decay is an L2 term added to the gradient before the moments.
+    decay = [optax.add_decayed_weights(config.weight_decay)] if config.weight_decay else []
+    return optax.chain(*decay, optax.adam(learning_rate))
+
+
+def _adamw(config: TrainConfig, learning_rate: optax.ScalarOrSchedule) -> optax.GradientTransformation:
+    return optax.adamw(learning_rate, weight_decay=config.weight_decay)
+
+
+def _sgd(config: TrainConfig, learning_rate: optax.ScalarOrSchedule) -> optax.GradientTransformation:
+    # As torch.optim.SGD: L2 added to the gradient, then heavy-ball momentum (buf = momentum * buf + grad).
+    decay = [optax.add_decayed_weights(config.weight_decay)] if config.weight_decay else []
+    return optax.chain(*decay, optax.sgd(learning_rate, momentum=config.momentum or None))
+
+
+def _constant(config: TrainConfig, total_steps: int) -> optax.Schedule:
+    return optax.constant_schedule(config.lr)
+
+
+def _cosine(config: TrainConfig, total_steps: int) -> optax.Schedule:
+    return optax.cosine_decay_schedule(config.lr, decay_steps=total_steps)
+
+
+def _multistep(config: TrainConfig, total_steps: int) -> optax.Schedule:
+    for fraction in config.milestones:
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"milestones are fractions of training in (0, 1]; got {tuple(config.milestones)}")
+    if config.decay_factor < 0:
+        raise ValueError(f"decay_factor must be >= 0; got {config.decay_factor}")
+    boundaries: dict[int, float] = {}
+    for fraction in config.milestones:
+        step = round(fraction * total_steps)
+        # Two milestones that land on the same step both apply.
+        boundaries[step] = boundaries.get(step, 1.0) * config.decay_factor
+    # The rate is lr * decay_factor ** (number of milestones with step >= milestone step).
+    return optax.piecewise_constant_schedule(config.lr, boundaries)
+
+
+# name -> (config, learning rate or schedule) -> the optimizer without clipping.
+OPTIMIZERS: dict[str, Callable[[TrainConfig, optax.ScalarOrSchedule], optax.GradientTransformation]] = {
+    "adam": _adam,
+    "adamw": _adamw,
+    "sgd": _sgd,
+}
+
+# name -> (config, total training steps) -> step -> learning rate.
+SCHEDULES: dict[str, Callable[[TrainConfig, int], optax.Schedule]] = {
+    "constant": _constant,
+    "cosine": _cosine,
+    "multistep": _multistep,
+}
+
+
+def _lookup(table: dict, name: str, what: str):
+    if name not in table:
+        raise ValueError(f"unknown {what} {name!r}; valid names: {', '.join(sorted(table))}")
+    return table[name]
+
+
+def make_schedule(config: TrainConfig, total_steps: int) -> optax.Schedule:
+    """The learning-rate schedule named by ``config.schedule``, over ``total_steps`` optimizer steps."""
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1; got {total_steps}")
+    if config.lr <= 0:
+        raise ValueError(f"lr must be > 0; got {config.lr}")
+    return _lookup(SCHEDULES, config.schedule, "schedule")(config, total_steps)
+
+
+def make_optimizer(config: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+    """The optimizer named by ``config.optimizer`` with its schedule, and gradient clipping when ``clip_norm > 0``.
+
+    Args:
+      config: the training config (see module docstring for the fields read).
+      total_steps: optimizer steps in the whole run (epochs * steps per epoch), the horizon of the schedule.
+
+    Returns:
+      An Optax transformation whose state exposes the current learning rate through `current_lr`.
+
+    Raises:
+      ValueError: an unknown optimizer or schedule name (the message lists the valid ones), or a bad value.
+    """
+    make_base = _lookup(OPTIMIZERS, config.optimizer, "optimizer")
+    schedule = make_schedule(config, total_steps)
+    if config.clip_norm < 0:
+        raise ValueError(f"clip_norm must be >= 0 (0 turns clipping off); got {config.clip_norm}")
+    if config.weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0; got {config.weight_decay}")
+
+    def build(learning_rate):
+        # Clip the raw gradient, before weight decay or moments see it (as torch's clip_grad_norm_ before step()).
+        clip = [optax.clip_by_global_norm(config.clip_norm)] if config.clip_norm > 0 else []
+        return optax.chain(*clip, make_base(config, learning_rate))
+
+    return optax.inject_hyperparams(build)(learning_rate=schedule)
+
+
+def current_lr(opt_state) -> jax.Array:
+    """The learning rate used by the last update of a `make_optimizer` state (the first step's before any update)."""
+    return opt_state.hyperparams["learning_rate"]
