@@ -234,26 +234,24 @@ def load(name: str, size: int = 28, data_dir: str | os.PathLike | None = None,
 
 def _read_arrays(path: pathlib.Path) -> dict[str, np.ndarray]:
     """All arrays of an ``.npz`` file, read eagerly so that a corrupt member fails here, with the file named."""
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    # Checked before np.load, which would otherwise try to unpickle any file that is neither .npz nor .npy.
+    if magic == b"\x93NUMPY":
+        raise ValueError(f"{path}: not an .npz archive but a single .npy array")
+    if not magic.startswith(b"PK"):
+        raise ValueError(f"{path}: not an .npz archive (it does not start like a zip file)")
     try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError(f"{path}: not an .npz archive but a single .npy array of shape {archive.shape}")
-        with archive:
+        with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
     except zipfile.BadZipFile as err:
         raise ValueError(f"{path}: truncated or corrupt zip archive ({err})") from err
     except (EOFError, zlib.error, OSError) as err:
-        raise ValueError(f"{path}: truncated or corrupt file ({type(err).__name__}: {err})") from err
+        raise ValueError(f"{path}: truncated or corrupt archive member ({type(err).__name__}: {err})") from err
     except ValueError as err:
-        message = str(err)
-        if message.startswith(str(path)):
-            raise
-        if "Object arrays" in message:
+        if "pickle" in str(err):
             raise ValueError(f"{path}: holds object (pickled) arrays, which medjax never loads") from err
-        if "pickled data" in message:
-            # np.load falls back to pickle for any file that is neither .npz nor .npy.
-            raise ValueError(f"{path}: not an .npz archive (neither a zip nor a NumPy file)") from err
-        raise ValueError(f"{path}: unreadable .npz archive ({message})") from err
+        raise ValueError(f"{path}: unreadable .npz archive ({err})") from err
 
 
 def _check_split(path: pathlib.Path, entry: DatasetInfo, size: int, split: str, images: np.ndarray,
