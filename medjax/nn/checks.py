@@ -95,7 +95,8 @@ def check_array(
     kind = f"{_kind_name(dtype_kind)} array" if dtype_kind else "array"
     expected = kind
     if shape is not None and any(s is not None for s in shape):
-        expected += " of shape (" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        sizes = ["*" if s is None else str(s) for s in shape]
+        expected += f" of shape ({', '.join(sizes)}{',' if len(sizes) == 1 else ''})"
         if dims is not None:
             expected += " [" + ", ".join(dims) + "]"
     elif rank is not None:
