@@ -146,7 +146,8 @@ def viterbi_decode(
 class CRF(nn.Module):
     """Learned CRF scores over ``num_tags`` tags: ``transitions`` f32[K, K], ``start`` and ``end`` f32[K].
 
-    ``__call__`` returns the per-sequence log-likelihood; ``decode`` (call with ``method="decode"``) the Viterbi path.
+    ``__call__`` returns the per-sequence log-likelihood; ``decode`` (call with ``method="decode"``) the Viterbi path;
+    ``scores`` the parameters themselves.
     Scores start at zero, so an untrained CRF decodes each token's argmax emission.
     """
 
@@ -161,6 +162,11 @@ class CRF(nn.Module):
     def __call__(self, emissions: jax.Array, tags: jax.Array, mask: jax.Array) -> jax.Array:
         """f32[batch] log p(tags | emissions); see `crf_log_likelihood`."""
         return crf_log_likelihood(emissions, tags, mask, self.transitions, self.start, self.end)
+
+    def scores(self) -> dict[str, jax.Array]:
+        """The CRF's parameters ``{"transitions": f32[K, K], "start": f32[K], "end": f32[K]}``, to hand to the pure
+        functions elsewhere (a tagger returns them beside its emissions)."""
+        return {"transitions": self.transitions, "start": self.start, "end": self.end}
 
     def decode(self, emissions: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(int32[batch, time] best tags with -1 on padding, f32[batch] scores); see `viterbi_decode`."""
