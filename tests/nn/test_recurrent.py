@@ -1,0 +1,219 @@
+"""The LSTM/RNN maths against NumPy, a step-by-step loop, PyTorch with copied weights and finite differences."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from medjax.nn.recurrent import (
+    LSTM,
+    TutorialLSTMClassifier,
+    init_lstm_params,
+    last_valid,
+    lstm_cell,
+    lstm_layer,
+    rnn_cell,
+)
+
+IMPLEMENTATIONS = ("custom_vjp", "scan")
+
+
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def _numpy_lstm_cell(params, c, h, x):
+    """The tutorial's equations, one gate at a time (columns i, f, g, o of the fused weights)."""
+    w_x, w_h, b = (np.asarray(params[k], np.float64) for k in ("w_x", "w_h", "b"))
+    hidden = w_h.shape[0]
+    gate = {name: slice(n * hidden, (n + 1) * hidden) for n, name in enumerate("ifgo")}
+    i = _sigmoid(x @ w_x[:, gate["i"]] + h @ w_h[:, gate["i"]] + b[gate["i"]])
+    f = _sigmoid(x @ w_x[:, gate["f"]] + h @ w_h[:, gate["f"]] + b[gate["f"]])
+    o = _sigmoid(x @ w_x[:, gate["o"]] + h @ w_h[:, gate["o"]] + b[gate["o"]])
+    g = np.tanh(x @ w_x[:, gate["g"]] + h @ w_h[:, gate["g"]] + b[gate["g"]])
+    c = f * c + i * g
+    return c, o * np.tanh(c)
+
+
+def _batch(batch=3, time=6, features=4, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(batch, time, features)).astype(np.float32)
+    lengths = np.array([time, 2, time - 1, 1][:batch])
+    mask = np.arange(time)[None, :] < lengths[:, None]
+    return jnp.asarray(x), jnp.asarray(mask), lengths
+
+
+def _params(features=4, hidden=5, seed=1):
+    # Wider than PyTorch's init so that the gates leave their linear region and errors would show.
+    params = init_lstm_params(jax.random.key(seed), features, hidden)
+    return jax.tree.map(lambda p: 3 * p, params)
+
+
+def test_lstm_cell_matches_numpy_equations():
+    params = _params()
+    rng = np.random.default_rng(2)
+    x, c, h = rng.normal(size=(3, 4)), rng.normal(size=(3, 5)), rng.normal(size=(3, 5))
+    (c_j, h_j), out = lstm_cell(params, (jnp.float32(c), jnp.float32(h)), jnp.float32(x))
+    c_np, h_np = _numpy_lstm_cell(params, c, h, x)
+    np.testing.assert_allclose(c_j, c_np, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h_j, h_np, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(out, h_j)
+
+
+def test_rnn_cell_matches_numpy_equation():
+    rng = np.random.default_rng(3)
+    params = {"w_x": rng.normal(size=(4, 5)), "w_h": rng.normal(size=(5, 5)), "b": rng.normal(size=(5,))}
+    x, h = rng.normal(size=(3, 4)), rng.normal(size=(3, 5))
+    z = np.einsum("ij,bj->bi", params["w_h"].T, h) + np.einsum("ij,bj->bi", params["w_x"].T, x) + params["b"]
+    params32 = jax.tree.map(jnp.float32, params)
+    for activation, expected in [(jnp.tanh, np.tanh(z)), (jax.nn.relu, np.maximum(z, 0))]:
+        h_j, out = rnn_cell(params32, jnp.float32(h), jnp.float32(x), activation)
+        np.testing.assert_allclose(h_j, expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(out, h_j)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_layer_equals_python_loop_over_the_cell(implementation, reverse):
+    x, mask, _ = _batch()
+    params = _params()
+    rng = np.random.default_rng(4)
+    c0, h0 = (jnp.asarray(rng.normal(size=(3, 5)), jnp.float32) for _ in range(2))
+    outputs, (c_n, h_n) = lstm_layer(params, x, mask, (c0, h0), reverse, implementation)
+
+    c, h = c0, h0
+    expected = np.zeros(outputs.shape, np.float32)
+    for t in reversed(range(x.shape[1])) if reverse else range(x.shape[1]):
+        (c_new, h_new), _ = lstm_cell(params, (c, h), x[:, t])
+        valid = mask[:, t, None]
+        c, h = jnp.where(valid, c_new, c), jnp.where(valid, h_new, h)
+        expected[:, t] = np.where(valid, h_new, 0)
+    np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(c_n, c, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h_n, h, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_fast_path_equals_reference_in_values_and_gradients(masked, reverse):
+    x, mask, _ = _batch()
+    mask = mask if masked else None
+    params = _params()
+    rng = np.random.default_rng(5)
+    carry = tuple(jnp.asarray(rng.normal(size=(3, 5)), jnp.float32) for _ in range(2))
+    weights = jnp.asarray(rng.normal(size=(3, 6, 5)), jnp.float32)
+
+    def loss(params, x, carry, implementation):
+        outputs, (c, h) = lstm_layer(params, x, mask, carry, reverse, implementation)
+        return jnp.sum(outputs * weights) + jnp.sum(c * h) + jnp.sum(jnp.sin(h))
+
+    grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)), static_argnums=3)
+    fast, reference = grad(params, x, carry, "custom_vjp"), grad(params, x, carry, "scan")
+    for got, want in zip(jax.tree.leaves(fast), jax.tree.leaves(reference)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_layer_gradients_match_finite_differences(implementation):
+    with jax.enable_x64(True) if hasattr(jax, "enable_x64") else jax.experimental.enable_x64():
+        x, mask, _ = _batch(batch=2, time=4, features=3)
+        params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), _params(features=3, hidden=2))
+        carry = (jnp.full((2, 2), 0.3), jnp.full((2, 2), -0.2))
+        x = jnp.asarray(x, jnp.float64)
+
+        def run(params, x, carry):
+            forward = lstm_layer(params, x, mask, carry, False, implementation)
+            backward = lstm_layer(params, x, mask, carry, True, implementation)
+            return forward, backward
+
+        modes = ("rev",) if implementation == "custom_vjp" else ("fwd", "rev")
+        check_grads(run, (params, x, carry), order=1, modes=modes, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_padded_positions_never_change_valid_outputs(bidirectional):
+    x, mask, _ = _batch()
+    noisy = jnp.where(mask[:, :, None], x, 1e3 * jax.random.normal(jax.random.key(7), x.shape))
+    model = LSTM(5, num_layers=2, bidirectional=bidirectional)
+    variables = model.init(jax.random.key(0), x)
+
+    def loss(variables, x):
+        outputs, carries = model.apply(variables, x, mask)
+        return jnp.sum(last_valid(outputs, mask) ** 2) + jnp.sum(carries[1] ** 2), (outputs, carries)
+
+    (clean_loss, clean), clean_grad = jax.value_and_grad(loss, has_aux=True)(variables, x)
+    (noisy_loss, dirty), noisy_grad = jax.value_and_grad(loss, has_aux=True)(variables, noisy)
+    np.testing.assert_array_equal(clean[0][~mask], 0)
+    for got, want in zip(jax.tree.leaves((noisy_loss, dirty, noisy_grad)), jax.tree.leaves((clean_loss, clean, clean_grad))):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_last_valid_reads_each_sequences_last_valid_step():
+    outputs = jnp.arange(2 * 4 * 3, dtype=jnp.float32).reshape(2, 4, 3)
+    mask = jnp.array([[True, True, False, False], [True, False, True, False]])  # the second has a hole
+    np.testing.assert_array_equal(last_valid(outputs, mask), np.stack([outputs[0, 1], outputs[1, 2]]))
+    np.testing.assert_array_equal(last_valid(outputs), outputs[:, -1])
+
+
+def test_jit_vmap_grad_compose_with_the_pure_functions():
+    x, mask, _ = _batch()
+    ensemble = jax.vmap(lambda k: init_lstm_params(k, 4, 5))(jax.random.split(jax.random.key(0), 3))
+
+    def loss(params):
+        outputs, _ = lstm_layer(params, x, mask)
+        return jnp.mean(last_valid(outputs, mask) ** 2)
+
+    values, grads = jax.jit(jax.vmap(jax.value_and_grad(loss)))(ensemble)
+    for member in range(3):
+        value, grad = jax.value_and_grad(loss)(jax.tree.map(lambda p: p[member], ensemble))
+        np.testing.assert_allclose(values[member], value, rtol=1e-6)
+        for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(grad)):
+            np.testing.assert_allclose(got[member], want, rtol=1e-5, atol=1e-7)
+
+    # The cell on one example at a time (vmapped) equals the cell on the batch.
+    params = _params()
+    carry = (jnp.zeros((3, 5)), jnp.zeros((3, 5)))
+    per_example = jax.vmap(lstm_cell, in_axes=(None, 0, 0))(params, carry, x[:, 0])
+    for got, want in zip(jax.tree.leaves(per_example), jax.tree.leaves(lstm_cell(params, carry, x[:, 0]))):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "args, error, message",
+    [
+        (dict(x=jnp.zeros((6, 4))), ValueError, r"x must be f32\[batch, time, features\]; got rank 2"),
+        (dict(x=jnp.zeros((3, 6, 4), jnp.int32)), TypeError, "got dtype int32"),
+        (dict(x=jnp.zeros((3, 6, 7))), ValueError, r"params\['w_x'\] must have shape \(7, 20\).*got \(4, 20\)"),
+        (dict(mask=jnp.ones((3, 6), jnp.int32)), TypeError, r"mask must be bool.*got dtype int32"),
+        (dict(mask=jnp.ones((6, 3), bool)), ValueError, r"bool\[3, 6\]; got shape \(6, 3\)"),
+        (dict(initial_carry=(jnp.zeros((3, 4)),) * 2), ValueError, r"initial_carry c must be f32\[3, 5\]"),
+        (dict(implementation="cudnn"), ValueError, "implementation must be one of"),
+    ],
+)
+def test_bad_inputs_raise_before_compilation(args, error, message):
+    call = dict(params=_params(), x=jnp.zeros((3, 6, 4)), mask=None) | args
+    with pytest.raises(error, match=message):
+        jax.eval_shape(lambda: lstm_layer(**call))
+
+
+def test_missing_parameter_and_bad_module_carry_are_named():
+    params = dict(_params())
+    del params["b"]
+    with pytest.raises(ValueError, match=r"missing \['b'\]"):
+        lstm_layer(params, jnp.zeros((3, 6, 4)))
+    model = LSTM(5, num_layers=2)
+    carry = (jnp.zeros((1, 3, 5)), jnp.zeros((1, 3, 5)))
+    with pytest.raises(ValueError, match=r"c0 must be f32\[2, 3, 5\]; got shape \(1, 3, 5\)"):
+        model.init(jax.random.key(0), jnp.zeros((3, 6, 4)), initial_carry=carry)
+
+
+def test_dropout_acts_between_layers_only_when_training():
+    x, mask, _ = _batch()
+    model = LSTM(5, num_layers=2, dropout=0.5)
+    variables = model.init(jax.random.key(0), x)
+    plain = LSTM(5, num_layers=2).apply(variables, x, mask)
+    np.testing.assert_array_equal(model.apply(variables, x, mask)[0], plain[0])
+    dropped, _ = model.apply(variables, x, mask, train=True, rngs={"dropout": jax.random.key(1)})
+    assert np.abs(np.asarray(dropped - plain[0])).max() > 1e-3
+    np.testing.assert_array_equal(np.asarray(dropped)[~np.asarray(mask)], 0)
