@@ -1,0 +1,82 @@
+"""Timing a training step and reading the process's own costs, the same way for both frameworks.
+
+Nothing here imports JAX or PyTorch: a step is any zero-argument callable that returns only once its work is done (the
+JAX side blocks on its outputs, PyTorch on CPU runs eagerly), so both sides are timed by the same code.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from typing import Callable
+
+import numpy as np
+
+# The allocator settings both frameworks run under (PERF-NOTES: by default glibc hands large freed blocks back to the OS,
+# so each step faults them in again; both sides are slowed, and by different amounts). The runner sets them for every
+# process it starts unless told not to, and each record says what was in force.
+MALLOC_TUNING = {"MALLOC_MMAP_THRESHOLD_": "2000000000", "MALLOC_TRIM_THRESHOLD_": "20000000000"}
+
+# Environment variables that change speed; every record copies them, so a table can be traced to its settings.
+RECORDED_ENV = (*MALLOC_TUNING, "XLA_FLAGS", "JAX_PLATFORMS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_CPP_MIN_LOG_LEVEL")
+
+
+def summarize(seconds: np.ndarray) -> dict[str, float]:
+    """Median and spread of per-step times.
+
+    Args:
+      seconds: f64[steps], wall time of each timed step.
+
+    Returns:
+      Milliseconds: ``median_ms``, ``p10_ms``, ``p90_ms``, ``mean_ms``, ``min_ms``, and ``steps``.
+    """
+    seconds = np.asarray(seconds, dtype=np.float64)
+    if seconds.ndim != 1 or seconds.size == 0:
+        raise ValueError(f"expected a non-empty 1-D array of step times, got shape {seconds.shape}")
+    ms = seconds * 1e3
+    p10, median, p90 = np.percentile(ms, [10, 50, 90])
+    return {
+        "median_ms": float(median),
+        "p10_ms": float(p10),
+        "p90_ms": float(p90),
+        "mean_ms": float(ms.mean()),
+        "min_ms": float(ms.min()),
+        "steps": int(ms.size),
+    }
+
+
+def time_steps(step: Callable[[], object], steps: int) -> tuple[np.ndarray, int]:
+    """Runs ``step`` ``steps`` times, timing each call on its own.
+
+    Each step is timed separately (rather than the loop as a whole) so the record has a spread, not only a mean; the
+    step itself must wait for its results, so no work spills into the next measurement.
+
+    Returns:
+      (f64[steps] seconds per step, minor page faults per step rounded down): the faults show allocator churn, the
+      main source of noise on CPU (see PERF-NOTES).
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    seconds = np.empty(steps, dtype=np.float64)
+    faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for i in range(steps):
+        start = time.perf_counter()
+        step()
+        seconds[i] = time.perf_counter() - start
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before
+    return seconds, faults // steps
+
+
+def peak_rss_bytes() -> int:
+    """The largest resident set this process has had so far (Linux reports ``ru_maxrss`` in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def process_facts() -> dict:
+    """What else was true of this process and machine while it ran: CPUs it may use, load, and speed-relevant env."""
+    return {
+        "cpus_available": len(os.sched_getaffinity(0)),
+        "load_average_1m": os.getloadavg()[0],
+        "env": {name: os.environ[name] for name in RECORDED_ENV if name in os.environ},
+    }

@@ -1,0 +1,295 @@
+"""The benchmark runner: each (workload, variant, repeat) in its own process, frameworks alternating, one report.
+
+    python -m benchmarks --workloads cnn,lstm --variants medjax,torch,torch-compile --repeats 3 --steps 100
+    medjax bench --workloads attention --growth
+
+For each workload one process prepares the start (batch and initial weights, saved as .npz) and medjax's first loss.
+Then, repeat after repeat, every variant runs in a fresh process; the order of the variants rotates from one repeat to
+the next, so slow drift of the machine (other jobs, heat) falls on every framework rather than on whichever ran last.
+Everything goes under ``--out/<date-time>/``: ``runs/*.json`` (one record per process), ``logs/``, ``summary.json``,
+``table.md``, ``report.md`` and, with ``--growth``, the cost-growth sweeps and their PNG plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from typing import Any, Mapping, NamedTuple
+
+from benchmarks import measure, report, workloads
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+VARIANTS = ("medjax", "torch", "torch-compile")
+# torch.compile costs ~20 s a process on this CPU, so the growth sweeps compare medjax with PyTorch eager by default.
+GROWTH_VARIANTS = ("medjax", "torch")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description="Time medjax against PyTorch, side by "
+                                     "side; writes JSON and a Markdown table of ratios (medjax / faster PyTorch).")
+    parser.add_argument("--workloads", default=",".join(workloads.WORKLOADS),
+                        help=f"comma-separated, from {', '.join(workloads.WORKLOADS)} (default: all)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
+    parser.add_argument("--repeats", type=int, default=3, help="processes per variant (default: 3)")
+    parser.add_argument("--steps", type=int, default=100, help="timed steps per process (default: 100)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps after the first, per process (default: 10)")
+    parser.add_argument("--size", action="append", default=[], metavar="[WORKLOAD:]NAME=VALUE",
+                        help="override a size, e.g. batch=32 (every workload that has it) or lstm:time=100; repeatable")
+    parser.add_argument("--tiny", action="store_true", help="the tests' tiny sizes: checks the machinery in seconds")
+    parser.add_argument("--growth", action="store_true", help="also sweep batch size and sequence length (LSTM, "
+                        "attention) and draw step time against each as PNG")
+    parser.add_argument("--growth-variants", default=",".join(GROWTH_VARIANTS), help="variants of the growth sweeps")
+    parser.add_argument("--growth-steps", type=int, default=50, help="timed steps per growth point (default: 50)")
+    parser.add_argument("--growth-repeats", type=int, default=1, help="processes per growth point (default: 1)")
+    parser.add_argument("--threads", type=int, default=0, help="PyTorch threads (0: every available CPU, as XLA)")
+    parser.add_argument("--no-malloc-tuning", action="store_true",
+                        help=f"do not set {' '.join(f'{k}={v}' for k, v in measure.MALLOC_TUNING.items())} "
+                             "(set by default, for both frameworks alike)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds every batch and initial weights (default: 0)")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds before a process is stopped")
+    parser.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "out"), help="parent folder of the run folder")
+    args = parser.parse_args(argv)
+    args.workloads = workloads.check_names([w for w in args.workloads.split(",") if w])
+    for option in ("variants", "growth_variants"):
+        chosen = [v for v in getattr(args, option).split(",") if v]
+        unknown = sorted(set(chosen) - set(VARIANTS))
+        if unknown:
+            parser.error(f"unknown variant(s) {unknown}; valid variants: {', '.join(VARIANTS)}")
+        setattr(args, option, chosen)
+    if args.repeats < 1 or args.steps < 1 or args.warmup < 0:
+        parser.error(f"need repeats >= 1, steps >= 1, warmup >= 0; got {args.repeats}, {args.steps}, {args.warmup}")
+    return args
+
+
+def size_overrides(specs: list[str], names: list[str], tiny: bool) -> dict[str, dict[str, int]]:
+    """Each workload's sizes from ``--tiny`` and ``--size`` options (``[WORKLOAD:]NAME=VALUE``)."""
+    modules = {name: workloads.medjax_module(name) for name in names}
+    sizes = {name: dict(module.TINY if tiny else module.SIZES) for name, module in modules.items()}
+    for spec in specs:
+        target, _, assignment = spec.rpartition(":")
+        key, equals, value = assignment.partition("=")
+        if not equals or not value.lstrip("-").isdigit():
+            raise ValueError(f"--size wants [WORKLOAD:]NAME=INTEGER, got {spec!r}")
+        chosen = [target] if target else [name for name in names if key in sizes[name]]
+        if not chosen:
+            raise ValueError(f"--size {spec!r}: no chosen workload has a size {key!r}")
+        for name in chosen:
+            if name not in sizes:
+                raise ValueError(f"--size {spec!r}: workload {name!r} is not among {names}")
+            sizes[name] = workloads.parse_sizes(sizes[name], {key: int(value)})
+    return sizes
+
+
+def child_environment(malloc_tuning: bool) -> dict[str, str]:
+    """The environment of every worker: the same for both frameworks, JAX on the CPU, allocator tuned unless told."""
+    env = dict(os.environ)
+    env["JAX_PLATFORMS"] = "cpu"
+    for name in measure.MALLOC_TUNING:
+        env.pop(name, None)
+    if malloc_tuning:
+        env.update(measure.MALLOC_TUNING)
+    # The test suite fakes 8 CPU devices; a benchmark process should see the machine as it is.
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
+    if flags:
+        env["XLA_FLAGS"] = " ".join(flags)
+    else:
+        env.pop("XLA_FLAGS", None)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+class Launcher:
+    """Starts workers in a run folder and collects their records."""
+
+    def __init__(self, run_dir: pathlib.Path, env: Mapping[str, str], args: argparse.Namespace):
+        self.run_dir, self.env, self.args = run_dir, env, args
+        for sub in ("runs", "logs", "start"):
+            (run_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    def start_path(self, workload: str, tag: str) -> pathlib.Path:
+        return self.run_dir / "start" / f"{workload}-{tag}.npz"
+
+    def launch(self, task: str, workload: str, sizes: Mapping[str, int], tag: str, steps: int, repeat: int = 0) -> dict:
+        """Runs one worker process; returns its record, or a ``failed``/``timed out`` record with the log's tail.
+
+        ``tag`` names the start (batch and weights) shared by all processes of one set of sizes.
+        """
+        name = f"{workload}-{tag}-{task}" + (f"-r{repeat}" if task != "prepare" else "")
+        out = self.run_dir / "runs" / f"{name}.json"
+        command = [sys.executable, "-m", "benchmarks.worker", task, "--workload", workload, "--sizes",
+                   json.dumps(dict(sizes)), "--start", str(self.start_path(workload, tag)), "--out", str(out),
+                   "--seed", str(self.args.seed), "--steps", str(steps), "--warmup", str(self.args.warmup),
+                   "--threads", str(self.args.threads)]
+        log_path = self.run_dir / "logs" / f"{name}.log"
+        print(f"  {name}", end=" ", flush=True)
+        started = time.time()
+        with open(log_path, "w") as log:
+            try:
+                code = subprocess.run(command, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                      timeout=self.args.timeout).returncode
+                status = "ok" if code == 0 else "failed"
+            except subprocess.TimeoutExpired:
+                status = "timed out"
+        if status == "ok" and out.exists():
+            record = json.loads(out.read_text())
+        else:
+            tail = log_path.read_text().strip().splitlines()[-1:] or [""]
+            record = {"status": status, "error": tail[0][:500], "workload": workload, "variant": task}
+        print(f"{record.get('status', 'ok')} {_short(record)} [{time.time() - started:.0f} s]", flush=True)
+        return record
+
+
+def _short(record: Mapping[str, Any]) -> str:
+    if "timing" in record:
+        return f"{record['timing']['median_ms']:.2f} ms/step"
+    if "first_loss" in record:
+        return f"first loss {record['first_loss']:.6f}"
+    return record.get("error", "")
+
+
+def rotated(variants: list[str], repeat: int) -> list[str]:
+    """The variants in the order of repeat ``repeat``: shifted by one each repeat, so each runs first, then last."""
+    shift = repeat % len(variants)
+    return variants[shift:] + variants[:shift]
+
+
+class Case(NamedTuple):
+    """One set of shapes to time: a workload at given sizes; ``axis`` names the size a growth sweep moves."""
+
+    workload: str
+    sizes: Mapping[str, int]
+    axis: str | None = None
+
+
+def benchmark(launcher: Launcher, cases: Mapping[str, Case], variants: list[str],
+              repeats: int, steps: int) -> tuple[list[dict], dict[str, dict]]:
+    """Prepares each case, then runs every variant of every case ``repeats`` times, alternating.
+
+    Args:
+      cases: ``{tag: case}``; the tag names the case's start and processes.
+
+    Returns:
+      (records, each tagged with ``case``, ``workload``, ``variant`` and ``repeat``; ``{tag: prepare record}``).
+    """
+    prepared = {}
+    for tag, (workload, sizes, _) in cases.items():
+        record = launcher.launch("prepare", workload, sizes, tag, steps)
+        if record.get("status", "ok") != "ok":
+            raise RuntimeError(f"preparing {tag} failed: {record.get('error')} (log in {launcher.run_dir / 'logs'})")
+        prepared[tag] = record
+    records: list[dict] = []
+    for repeat in range(repeats):
+        for tag, (workload, _, _) in cases.items():
+            for variant in rotated(variants, repeat):
+                if variant == "torch-compile" and any(r["case"] == tag and r["variant"] == variant and
+                                                      r.get("status") == "does not compile" for r in records):
+                    continue  # a failed compile fails again; the first record already says why
+                record = launcher.launch(variant, workload, prepared[tag]["sizes"], tag, steps, repeat)
+                records.append({**record, "case": tag, "workload": workload, "variant": variant, "repeat": repeat})
+    return records, prepared
+
+
+def growth_cases(names: list[str], sizes: Mapping[str, Mapping[str, int]]) -> dict[str, Case]:
+    """The cost-growth sweeps of the chosen workloads that have any: one case per (workload, size name, value).
+
+    Each sweep moves one size of the benchmark's sizes; the others stay as chosen.
+    """
+    cases = {}
+    for workload in names:
+        for axis, values in workloads.medjax_module(workload).GROWTH.items():
+            for value in values:
+                cases[f"{workload}-{axis}{value}"] = Case(workload, {**sizes[workload], axis: value}, axis)
+    return cases
+
+
+def growth_points(records: list[dict], cases: Mapping[str, Case]) -> list[dict]:
+    """One point per (case, variant): the median over processes of the median step, with the pooled p10/p90."""
+    points = []
+    for tag, (workload, sizes, axis) in cases.items():
+        for variant in sorted({r["variant"] for r in records if r["case"] == tag}):
+            group = [r for r in records if r["case"] == tag and r["variant"] == variant]
+            summary = report.variant_summary(group)
+            point = {"workload": workload, "axis": axis, "value": sizes[axis], "variant": variant, "sizes": dict(sizes),
+                     "status": summary["status"]}
+            if summary["status"] == "ok":
+                point.update({key: summary[key] for key in ("median_ms", "p10_ms", "p90_ms")})
+            points.append(point)
+    return points
+
+
+def machine_facts() -> dict[str, Any]:
+    """The machine, for the report: CPU model, CPUs, memory, OS, Python."""
+    cpu = next((line.split(":", 1)[1].strip() for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if pathlib.Path("/proc/cpuinfo").exists() else ""
+    return {"cpu": cpu, "cpus": os.cpu_count(), "cpus_available": len(os.sched_getaffinity(0)),
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            "os": platform.platform(), "python": platform.python_version(), "load_average_1m": os.getloadavg()[0]}
+
+
+def versions(records: list[dict]) -> dict[str, str]:
+    """Library versions as the workers reported them."""
+    found: dict[str, str] = {}
+    for record in records:
+        found.update(record.get("framework", {}))
+    return found
+
+
+def write_report(run_dir: pathlib.Path, command: str, env: Mapping[str, str], summary: Mapping[str, dict],
+                 records: list[dict], points: list[dict], plots: list[pathlib.Path], titles: Mapping[str, str],
+                 started: dict[str, Any]) -> str:
+    """Writes ``summary.json``, ``table.md`` and ``report.md`` (machine, versions, command, table, plots)."""
+    table = report.markdown(summary, titles)
+    (run_dir / "table.md").write_text(table)
+    facts = {"command": command, "machine": started, "load_average_1m_end": os.getloadavg()[0],
+             "versions": versions(records), "env": {k: env[k] for k in measure.RECORDED_ENV if k in env}}
+    (run_dir / "summary.json").write_text(json.dumps({**facts, "workloads": summary, "growth": points}, indent=1))
+    lines = [f"# Benchmark run {run_dir.name}", "", f"Command: `{command}`", "",
+             f"Machine: {started['cpu']}, {started['cpus_available']} CPUs available of {started['cpus']}, "
+             f"{started['memory_gib']} GiB, {started['os']}; load average {started['load_average_1m']:.2f} at the "
+             f"start, {facts['load_average_1m_end']:.2f} at the end.", "",
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in facts["versions"].items()) + f", Python {started['python']}.",
+             "", "Environment of every process: " + (", ".join(f"`{k}={v}`" for k, v in facts["env"].items()) or "none"),
+             "", table]
+    lines += [f"![{plot.stem}]({plot.name})" for plot in plots]
+    text = "\n".join(lines) + "\n"
+    (run_dir / "report.md").write_text(text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m benchmarks` and `medjax bench`; returns 0, or 1 if a first-loss check failed."""
+    args = parse_args(argv)
+    sizes = size_overrides(args.size, args.workloads, args.tiny)
+    titles = {name: workloads.medjax_module(name).TITLE for name in args.workloads}
+    run_dir = pathlib.Path(args.out) / time.strftime("%Y%m%d-%H%M%S")
+    env = child_environment(not args.no_malloc_tuning)
+    launcher = Launcher(run_dir, env, args)
+    command = shlex.join(["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)])
+    started = machine_facts()
+    print(f"benchmark run in {run_dir}")
+    cases = {name: Case(name, sizes[name]) for name in args.workloads}
+    records, prepared = benchmark(launcher, cases, args.variants, args.repeats, args.steps)
+    summary = report.summarize(records, prepared)
+    points, plot_paths = [], []
+    if args.growth:
+        sweep = growth_cases(args.workloads, sizes)
+        if sweep:
+            print("cost growth")
+            growth_records, _ = benchmark(launcher, sweep, args.growth_variants, args.growth_repeats, args.growth_steps)
+            points = growth_points(growth_records, sweep)
+            from benchmarks import plots
+
+            plot_paths = plots.draw_growth(points, run_dir, titles)
+    text = write_report(run_dir, command, env, summary, records, points, plot_paths, titles, started)
+    for path in (run_dir / "start").glob("*.npz"):
+        path.unlink()  # starts are rebuilt from the seed; the weights of ResNet-18 alone are 45 MB
+    print(text)
+    print(f"written: {run_dir / 'report.md'}, {run_dir / 'summary.json'}")
+    return 0 if all(entry["loss_check"] for entry in summary.values()) else 1

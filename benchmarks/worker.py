@@ -1,0 +1,78 @@
+"""One benchmark process: prepare a workload's start, or time one variant of it, and write one JSON record.
+
+The runner starts one of these per (workload, variant, repeat) so that each framework has a process to itself: no shared
+allocator, thread pools or caches, and a crash or a failed `torch.compile` cannot take the others down. Run by hand::
+
+    python -m benchmarks.worker prepare --workload lstm --start /tmp/lstm.npz --out /tmp/prep.json
+    python -m benchmarks.worker torch --workload lstm --start /tmp/lstm.npz --out /tmp/torch.json --steps 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+
+from benchmarks import measure
+
+# What a worker can be asked to do: "prepare" writes the start (.npz) and medjax's first loss; the rest time a step.
+TASKS = ("prepare", "medjax", "torch", "torch-compile")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.worker", description=__doc__.split("\n\n")[0])
+    parser.add_argument("task", choices=TASKS, help="what this process does")
+    parser.add_argument("--workload", required=True, help="a name from benchmarks.workloads.WORKLOADS")
+    parser.add_argument("--sizes", default="{}", help='JSON object of size overrides, e.g. \'{"batch": 32}\'')
+    parser.add_argument("--start", required=True, help="the .npz holding the batch and initial weights")
+    parser.add_argument("--out", required=True, help="where to write this process's JSON record")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the batch and the initial weights (prepare)")
+    parser.add_argument("--steps", type=int, default=100, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps after the first (compiling) one")
+    parser.add_argument("--threads", type=int, default=0, help="PyTorch intra-op threads (0: every available CPU)")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Does ``args.task`` and returns its record (workload sizes resolved against the workload's defaults)."""
+    from benchmarks import workloads
+
+    overrides = json.loads(args.sizes)
+    if args.task in ("prepare", "medjax"):
+        from benchmarks import medjax_step
+
+        sizes = workloads.parse_sizes(workloads.medjax_module(args.workload).SIZES, overrides)
+        if args.task == "prepare":
+            return {"first_loss": medjax_step.prepare(args.workload, sizes, args.seed, args.start), "sizes": sizes}
+        return {"status": "ok", "sizes": sizes,
+                **medjax_step.run(args.workload, sizes, args.start, args.steps, args.warmup)}
+    from benchmarks import torch_step
+
+    # The twin takes the sizes the medjax side resolved (the runner passes them all), so it needs no defaults of its own.
+    return {"sizes": overrides, **torch_step.run(args.workload, overrides, args.start, args.steps, args.warmup,
+                                                  compile=args.task == "torch-compile", threads=args.threads or None)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.time()
+    facts_before = measure.process_facts()
+    record = run(args)
+    record.update({
+        "workload": args.workload,
+        "variant": args.task,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "process": facts_before,
+        "load_average_1m_after": measure.process_facts()["load_average_1m"],
+        "wall_s": time.time() - started,
+    })
+    with open(args.out, "w") as file:
+        json.dump(record, file, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
