@@ -83,10 +83,19 @@ class MedMNISTClassifier(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class MedMNISTSplit:
-    """One split as the loop reads it: batches ``{"image": uint8[B, H, W, C], "label": int32[B] or int32[B, 14]}``."""
+    """One split as the loop reads it: batches ``{"image": uint8[B, H, W, C], "label": int32[B] or int32[B, 14]}``.
+
+    Attributes:
+      images: uint8[N, H, W, C].
+      labels: int32[N] or int32[N, 14].
+      fill_last: complete a short last batch with the first examples of the same order, marked False in
+        ``example_mask`` (they count in no loss or metric). Set for training: the loop would pad with copies of the
+        last example, and batch norm would then normalise that batch with the statistics of (mostly) one image.
+    """
 
     images: np.ndarray
     labels: np.ndarray
+    fill_last: bool = False
 
     def __len__(self) -> int:
         return len(self.images)
@@ -95,7 +104,13 @@ class MedMNISTSplit:
         index = np.arange(len(self)) if order is None else np.asarray(order)
         for start in range(0, len(index), batch_size):
             rows = index[start:start + batch_size]
-            yield {"image": self.images[rows], "label": self.labels[rows]}
+            batch = {"image": self.images[rows], "label": self.labels[rows]}
+            short = batch_size - len(rows)
+            if self.fill_last and 0 < short <= start:
+                rows = np.concatenate([rows, index[:short]])
+                batch = {"image": self.images[rows], "label": self.labels[rows],
+                         "example_mask": np.arange(batch_size) < batch_size - short}
+            yield batch
 
 
 def loss(logits: jax.Array, batch: Batch, task_type: str):
@@ -174,7 +189,8 @@ def build_task(config: Config) -> Task:
     return Task(
         name="medmnist",
         model=model,
-        splits={name: MedMNISTSplit(split.images, split.labels) for name, split in data.items()},
+        splits={name: MedMNISTSplit(split.images, split.labels, fill_last=name == "train")
+                for name, split in data.items()},
         loss=functools.partial(loss, task_type=entry.task),
         predict=functools.partial(predict, task_type=entry.task),
         score=functools.partial(score, task_type=entry.task),

@@ -1,8 +1,8 @@
 """The medmnist task (recipe defaults, loss, predictions, scores, name checks) and `medjax train|evaluate|plot medmnist`
 end to end on real BreastMNIST with the tutorial CNN."""
 
-import dataclasses
 import json
+import urllib.error
 
 import flax.linen as nn
 import jax
@@ -12,6 +12,8 @@ import pytest
 from sklearn import metrics as skm
 
 from medjax import cli
+from medjax.data import download
+from medjax.tasks import evaluate_workdir
 from medjax.tasks import medmnist as task_module
 from medjax.train.config import TrainConfig
 
@@ -94,7 +96,66 @@ def test_task_on_real_breastmnist(breastmnist_dir):
     assert task.class_names == ("malignant", "normal, benign") and task.select_metric == "auc"
     order = np.random.default_rng(0).permutation(546)
     batches = list(task.splits["train"].batches(128, order))
-    assert [len(b["label"]) for b in batches] == [128, 128, 128, 128, 34]
+    # The short last batch is completed with the epoch's first examples, marked invalid (batch norm sees real,
+    # distinct images; no loss counts them).
+    assert [len(b["label"]) for b in batches] == [128] * 5
+    np.testing.assert_array_equal(batches[-1]["example_mask"], np.arange(128) < 34)
     labels = np.concatenate([b["label"] for b in batches])
-    np.testing.assert_array_equal(labels, task.splits["train"].labels[order])
+    np.testing.assert_array_equal(labels, task.splits["train"].labels[np.r_[order, order[:94]]])
     assert batches[0]["image"].shape == (128, 28, 28, 1) and batches[0]["image"].dtype == np.uint8
+    assert "example_mask" not in batches[0]
+    # Evaluation splits are read once each, in order, unfilled.
+    assert [len(b["label"]) for b in task.splits["test"].batches(128)] == [128, 28]
+
+
+def test_no_network_stops_at_once_saying_how_to_use_a_local_copy(tmp_path, monkeypatch):
+    def open_url(url, timeout):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(download, "open_url", open_url)
+    monkeypatch.setenv("MEDJAX_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(download.DownloadError, match=r"could not download https://zenodo.org/records/10519652/files/"
+                                                     r"breastmnist.npz.*pass --data-dir"):
+        cli.main(["train", "medmnist", "--workdir", str(tmp_path / "run"), "--model", "cnn", "--no-progress"])
+
+
+@pytest.mark.data
+def test_cli_train_evaluate_plot_on_real_breastmnist(breastmnist_dir, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    argv = ["train", "medmnist", "--dataset", "breastmnist", "--model", "cnn", "--epochs", "2", "--seed", "3",
+            "--workdir", str(workdir), "--data-dir", str(breastmnist_dir), "--no-progress"]
+    assert cli.main(argv) == 0
+    for name in ("config.json", "metrics.jsonl", "results.json", "predictions_test.npz", "checkpoints"):
+        assert (workdir / name).exists(), name
+
+    saved = json.loads((workdir / "config.json").read_text())
+    assert saved["task"] == "medmnist"
+    assert {k: saved["config"][k] for k in ("dataset", "model", "epochs", "seed", "lr", "schedule")} == {
+        "dataset": "breastmnist", "model": "cnn", "epochs": 2, "seed": 3, "lr": 1e-3, "schedule": "multistep"}
+
+    lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [1, 2]
+    assert all(np.isfinite(line["train_loss"]) and 0 <= line["val_auc"] <= 1 for line in lines)
+    # 5 steps an epoch: the multistep schedule has cut the rate twice (at steps 5 and 8) by the last step.
+    assert lines[0]["lr"] == pytest.approx(1e-3) and lines[1]["lr"] == pytest.approx(1e-5)
+
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["best_epoch"] in (1, 2)
+    assert results["val_auc"] == pytest.approx(lines[results["best_epoch"] - 1]["val_auc"])
+    with np.load(workdir / "predictions_test.npz") as predictions:
+        scores, labels = predictions["scores"], predictions["labels"]
+    test_labels = task_module.build_task(task_module.smoke_config(data_dir=str(breastmnist_dir))).splits["test"].labels
+    np.testing.assert_array_equal(labels, test_labels)
+    assert scores.shape == (156, 2)
+    assert results["test_auc"] == pytest.approx(skm.roc_auc_score(labels, scores[:, 1]), abs=1e-9)
+    assert results["test_acc"] == pytest.approx(skm.accuracy_score(labels, scores[:, 1] > 0.5), abs=1e-9)
+
+    assert cli.main(["evaluate", "--workdir", str(workdir)]) == 0
+    again = evaluate_workdir(workdir)
+    assert again["best_epoch"] == results["best_epoch"]
+    assert again["test_auc"] == pytest.approx(results["test_auc"], abs=1e-6)
+    assert again["test_acc"] == pytest.approx(results["test_acc"], abs=1e-6)
+
+    assert cli.main(["plot", "--workdir", str(workdir)]) == 0
+    for name in ("learning_curves.png", "roc.png", "confusion_matrix.png"):
+        assert (workdir / name).stat().st_size > 1000, name
