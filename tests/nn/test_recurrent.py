@@ -217,3 +217,92 @@ def test_dropout_acts_between_layers_only_when_training():
     dropped, _ = model.apply(variables, x, mask, train=True, rngs={"dropout": jax.random.key(1)})
     assert np.abs(np.asarray(dropped - plain[0])).max() > 1e-3
     np.testing.assert_array_equal(np.asarray(dropped)[~np.asarray(mask)], 0)
+
+
+def _from_torch(lstm, bidirectional):
+    """Our parameter tree from a PyTorch nn.LSTM: transposed weights, the two biases summed."""
+    suffixes = ("", "_reverse") if bidirectional else ("",)
+    params = {}
+    for layer in range(lstm.num_layers):
+        for suffix in suffixes:
+            get = lambda name: getattr(lstm, f"{name}_l{layer}{suffix}").detach().numpy()  # noqa: E731
+            params[f"layer_{layer}{suffix}"] = {
+                "w_x": jnp.asarray(get("weight_ih").T),
+                "w_h": jnp.asarray(get("weight_hh").T),
+                "b": jnp.asarray(get("bias_ih") + get("bias_hh")),
+            }
+    return params
+
+
+def _torch_grads(lstm, bidirectional):
+    """PyTorch's parameter gradients laid out like `_from_torch` (both bias gradients equal ours)."""
+    suffixes = ("", "_reverse") if bidirectional else ("",)
+    grads = {}
+    for layer in range(lstm.num_layers):
+        for suffix in suffixes:
+            get = lambda name: getattr(lstm, f"{name}_l{layer}{suffix}").grad.numpy()  # noqa: E731
+            np.testing.assert_allclose(get("bias_ih"), get("bias_hh"), rtol=1e-5, atol=1e-6)
+            grads[f"layer_{layer}{suffix}"] = {"w_x": get("weight_ih").T, "w_h": get("weight_hh").T, "b": get("bias_ih")}
+    return grads
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("padded", [False, True])
+def test_matches_torch_lstm_with_copied_weights(implementation, bidirectional, padded):
+    torch = pytest.importorskip("torch", reason="PyTorch is the reference implementation")
+    torch.manual_seed(0)
+    batch, time, features, hidden, layers = 4, 7, 10, 32, 2
+    lstm = torch.nn.LSTM(features, hidden, num_layers=layers, batch_first=True, bidirectional=bidirectional)
+    directions = 2 if bidirectional else 1
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch, time, features)).astype(np.float32)
+    c0, h0 = (0.5 * rng.normal(size=(layers * directions, batch, hidden)).astype(np.float32) for _ in range(2))
+    out_weight = rng.normal(size=(batch, time, directions * hidden)).astype(np.float32)
+    carry_weight = rng.normal(size=(2, layers * directions, batch, hidden)).astype(np.float32)
+    lengths = np.array([7, 3, 5, 1]) if padded else np.full(batch, time)
+    mask = np.arange(time)[None, :] < lengths[:, None]
+
+    x_t = torch.tensor(x, requires_grad=True)
+    inputs = torch.nn.utils.rnn.pack_padded_sequence(x_t, torch.tensor(lengths), batch_first=True, enforce_sorted=False)
+    packed, (h_n, c_n) = lstm(inputs, (torch.tensor(h0), torch.tensor(c0)))
+    out_t, _ = torch.nn.utils.rnn.pad_packed_sequence(packed, batch_first=True, total_length=time)
+    loss_t = (out_t * torch.tensor(out_weight)).sum() + (c_n * torch.tensor(carry_weight[0])).sum()
+    (loss_t + (h_n * torch.tensor(carry_weight[1])).sum()).backward()
+
+    model = LSTM(hidden, layers, bidirectional=bidirectional, implementation=implementation)
+    params = _from_torch(lstm, bidirectional)
+
+    @jax.jit
+    def loss(params, x):
+        outputs, (c, h) = model.apply({"params": params}, x, jnp.asarray(mask) if padded else None, (c0, h0))
+        return jnp.sum(outputs * out_weight) + jnp.sum(c * carry_weight[0]) + jnp.sum(h * carry_weight[1]), (outputs, c, h)
+
+    (_, (outputs, c, h)), (d_params, d_x) = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(params, x)
+    np.testing.assert_allclose(outputs, out_t.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(c, c_n.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(h, h_n.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(d_x, x_t.grad.numpy(), rtol=1e-5, atol=1e-5)
+    for got, want in zip(jax.tree.leaves(d_params), jax.tree.leaves(_torch_grads(lstm, bidirectional))):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.torch
+def test_tutorial_classifier_matches_torch_on_the_last_valid_step():
+    torch = pytest.importorskip("torch", reason="PyTorch is the reference implementation")
+    torch.manual_seed(0)
+    lstm, head = torch.nn.LSTM(10, 32, num_layers=2, batch_first=True), torch.nn.Linear(32, 2)
+    x = np.random.default_rng(1).normal(size=(3, 9, 10)).astype(np.float32)
+    lengths = np.array([9, 4, 6])
+    inputs = torch.nn.utils.rnn.pack_padded_sequence(torch.tensor(x), torch.tensor(lengths), batch_first=True, enforce_sorted=False)
+    _, (h_n, _) = lstm(inputs)
+    expected = head(h_n[-1]).detach().numpy()  # the top layer's state after each sequence's last valid step
+
+    params = {
+        "lstm": _from_torch(lstm, False),
+        "head": {"kernel": jnp.asarray(head.weight.detach().numpy().T), "bias": jnp.asarray(head.bias.detach().numpy())},
+    }
+    mask = jnp.asarray(np.arange(9)[None, :] < lengths[:, None])
+    logits = TutorialLSTMClassifier().apply({"params": params}, jnp.asarray(x), mask)
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
