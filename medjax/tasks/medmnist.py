@@ -77,7 +77,10 @@ class MedMNISTClassifier(nn.Module):
 
     def __call__(self, batch: Batch, train: bool = False) -> jax.Array:
         """Logits f32[batch, num_classes] of ``batch["image"]``: uint8[batch, H, W, C]."""
-        x = jnp.asarray(batch["image"]).astype(jnp.float32) / 255.0
+        images = jnp.asarray(batch["image"])
+        if images.dtype != jnp.uint8:
+            raise TypeError(f"batch['image'] must be uint8 pixels in [0, 255], got {images.dtype}")
+        x = images.astype(jnp.float32) / 255.0
         return self.backbone((x - self.pixel_mean) / self.pixel_std, train=train)
 
 

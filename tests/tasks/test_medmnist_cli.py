@@ -77,6 +77,8 @@ def test_classifier_normalises_uint8_pixels():
     model = task_module.MedMNISTClassifier(_Flatten(), pixel_mean=0.5, pixel_std=0.5)
     out = model.apply({}, {"image": images})
     np.testing.assert_allclose(np.asarray(out)[:, 0], [-1.0, -0.6, 1.0], rtol=1e-6)
+    with pytest.raises(TypeError, match="batch\\['image'\\] must be uint8 pixels in \\[0, 255\\], got float32"):
+        model.apply({}, {"image": images.astype(np.float32)})
 
 
 def test_wrong_names_list_the_valid_ones(tmp_path):
