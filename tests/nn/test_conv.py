@@ -192,12 +192,12 @@ def test_tutorial_cnn_any_size_and_channel_count():
     model = TutorialCNN(num_classes=3, features=(4, 8, 8), dense=16)
     variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 17, 8, 5)))
     assert variables["params"]["dense1"]["kernel"].shape == (2 * 1 * 8, 16)  # 17 -> 8 -> 4 -> 2; 8 -> 4 -> 2 -> 1
-    assert model.apply(variables, jnp.ones((2, 17, 8, 5))).shape == (2, 3)
+    assert jax.jit(model.apply)(variables, np.ones((2, 17, 8, 5), np.float32)).shape == (2, 3)
     assert set(variables["params"]) == {"conv1", "conv2", "conv3", "dense1", "dense2"}
 
 
 def test_tutorial_cnn_torch_default_init_bounds():
-    params = TutorialCNN().init(jax.random.key(1), jnp.zeros((1, 28, 28, 1)))["params"]
+    params = jax.jit(TutorialCNN().init)(jax.random.key(1), jnp.zeros((1, 28, 28, 1)))["params"]
     for name, fan_in in [("conv1", 9), ("conv2", 9 * 32), ("dense1", 64 * 7 * 7), ("dense2", 128)]:
         for leaf in params[name].values():
             bound = 1 / np.sqrt(fan_in)
@@ -207,24 +207,24 @@ def test_tutorial_cnn_torch_default_init_bounds():
 
 def test_tutorial_cnn_bad_inputs():
     model = TutorialCNN()
-    variables = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+    variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))  # checks need only shapes
     with pytest.raises(TypeError, match=r"images: expected float array .* got uint8 .* Scale integer pixels to float"):
-        model.apply(variables, np.zeros((2, 28, 28, 1), np.uint8))
+        jax.eval_shape(model.apply, variables, np.zeros((2, 28, 28, 1), np.uint8))
     with pytest.raises(ValueError, match=r"images: expected float array of rank 4 \[batch, height, width, channels\], "
-                       r"got float32 array of shape \(2, 28, 28\)\n"):
-        model.apply(variables, np.zeros((2, 28, 28), np.float32))
+                       r"got float32 array of shape \(2, 28, 28\)(?![,\d])"):
+        jax.eval_shape(model.apply, variables, np.zeros((2, 28, 28), np.float32))
     with pytest.raises(ValueError, match=r"conv1 input: expected .* shape \(\*, \*, \*, 1\) .* initialised for 1 input"):
-        model.apply(variables, np.zeros((2, 28, 28, 3), np.float32))
+        jax.eval_shape(model.apply, variables, np.zeros((2, 28, 28, 3), np.float32))
     with pytest.raises(ValueError, match=r"initialised for images whose pooled feature map has 3136 values, got "
                        r"images of shape \(2, 32, 32, 1\) giving 4096"):
-        model.apply(variables, np.zeros((2, 32, 32, 1), np.float32))
+        jax.eval_shape(model.apply, variables, np.zeros((2, 32, 32, 1), np.float32))
     with pytest.raises(ValueError, match="at least 4"):
-        model.init(jax.random.key(0), jnp.zeros((1, 3, 28, 1)))
+        jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 3, 28, 1)))
 
 
 def test_conv2d_module_wraps_the_pure_function():
     layer = Conv2D(4, (3, 3), stride=2, padding=1, use_bias=False)
-    variables = layer.init(jax.random.key(0), jnp.zeros((1, 8, 8, 2)))
+    variables = jax.jit(layer.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 2)))
     assert set(variables["params"]) == {"kernel"}
-    x = jax.random.normal(jax.random.key(1), (2, 8, 8, 2))
-    np.testing.assert_array_equal(layer.apply(variables, x), conv2d(variables["params"], x, 1, stride=2))
+    x = np.random.default_rng(4).normal(size=(2, 8, 8, 2)).astype(np.float32)
+    np.testing.assert_array_equal(jax.jit(layer.apply)(variables, x), jax.jit(lambda p, x: conv2d(p, x, 1, stride=2))(variables["params"], x))

@@ -261,9 +261,9 @@ def test_bad_inputs():
     model = ResNet18(num_classes=2, width=4)
     variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
     with pytest.raises(TypeError, match=r"images: expected float array .* got uint8 array .* Scale integer pixels"):
-        model.apply(variables, np.zeros((2, 28, 28, 1), np.uint8))
+        jax.eval_shape(model.apply, variables, np.zeros((2, 28, 28, 1), np.uint8))
     with pytest.raises(ValueError, match=r"images: expected float array of rank 4 \[batch, height, width, channels\]"):
-        model.apply(variables, np.zeros((2, 28, 28), np.float32))
+        jax.eval_shape(model.apply, variables, np.zeros((2, 28, 28), np.float32))
     with pytest.raises(ValueError, match=r"conv1 input: .* shape \(\*, \*, \*, 1\) .* got float32 array of shape "
                        r"\(2, 28, 28, 3\)\. The parameters were initialised for 1 input channels"):
-        model.apply(variables, np.zeros((2, 28, 28, 3), np.float32))
+        jax.eval_shape(model.apply, variables, np.zeros((2, 28, 28, 3), np.float32))
