@@ -128,7 +128,7 @@ def test_layer_gradients_match_finite_differences(implementation):
             return forward, backward
 
         modes = ("rev",) if implementation == "custom_vjp" else ("fwd", "rev")
-        check_grads(run, (params, x, carry), order=1, modes=modes, atol=1e-6, rtol=1e-6)
+        check_grads(jax.jit(run), (params, x, carry), order=1, modes=modes, atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
@@ -142,8 +142,9 @@ def test_padded_positions_never_change_valid_outputs(bidirectional):
         outputs, carries = model.apply(variables, x, mask)
         return jnp.sum(last_valid(outputs, mask) ** 2) + jnp.sum(carries[1] ** 2), (outputs, carries)
 
-    (clean_loss, clean), clean_grad = jax.value_and_grad(loss, has_aux=True)(variables, x)
-    (noisy_loss, dirty), noisy_grad = jax.value_and_grad(loss, has_aux=True)(variables, noisy)
+    grad = jax.jit(jax.value_and_grad(loss, has_aux=True))
+    (clean_loss, clean), clean_grad = grad(variables, x)
+    (noisy_loss, dirty), noisy_grad = grad(variables, noisy)
     np.testing.assert_array_equal(clean[0][~mask], 0)
     for got, want in zip(jax.tree.leaves((noisy_loss, dirty, noisy_grad)), jax.tree.leaves((clean_loss, clean, clean_grad))):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
@@ -165,8 +166,9 @@ def test_jit_vmap_grad_compose_with_the_pure_functions():
         return jnp.mean(last_valid(outputs, mask) ** 2)
 
     values, grads = jax.jit(jax.vmap(jax.value_and_grad(loss)))(ensemble)
+    single = jax.jit(jax.value_and_grad(loss))
     for member in range(3):
-        value, grad = jax.value_and_grad(loss)(jax.tree.map(lambda p: p[member], ensemble))
+        value, grad = single(jax.tree.map(lambda p: p[member], ensemble))
         np.testing.assert_allclose(values[member], value, rtol=1e-6)
         for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(grad)):
             np.testing.assert_allclose(got[member], want, rtol=1e-5, atol=1e-7)
@@ -247,10 +249,10 @@ def _torch_grads(lstm, bidirectional):
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("padded", [False, True])
-def test_matches_torch_lstm_with_copied_weights(implementation, bidirectional, padded):
+def test_matches_torch_lstm_with_copied_weights(bidirectional, padded):
+    """The default (fast) path; the reference path equals it (test_fast_path_equals_reference_...)."""
     torch = pytest.importorskip("torch", reason="PyTorch is the reference implementation")
     torch.manual_seed(0)
     batch, time, features, hidden, layers = 4, 7, 10, 32, 2
@@ -271,7 +273,7 @@ def test_matches_torch_lstm_with_copied_weights(implementation, bidirectional, p
     loss_t = (out_t * torch.tensor(out_weight)).sum() + (c_n * torch.tensor(carry_weight[0])).sum()
     (loss_t + (h_n * torch.tensor(carry_weight[1])).sum()).backward()
 
-    model = LSTM(hidden, layers, bidirectional=bidirectional, implementation=implementation)
+    model = LSTM(hidden, layers, bidirectional=bidirectional)
     params = _from_torch(lstm, bidirectional)
 
     @jax.jit
