@@ -47,7 +47,9 @@ def torch_default_bias_init(fan_in: int) -> Callable[..., jax.Array]:
 def _padding_pairs(padding: Padding) -> str | list[tuple[int, int]]:
     if isinstance(padding, str):
         if padding not in ("SAME", "VALID"):
-            raise ValueError(f"padding: expected 'SAME', 'VALID', an int or ((top, bottom), (left, right)), got {padding!r}")
+            raise ValueError(
+                f"padding: expected 'SAME', 'VALID', an int or ((top, bottom), (left, right)), got {padding!r}"
+            )
         return padding
     if isinstance(padding, int):
         return [(padding, padding), (padding, padding)]
@@ -159,9 +161,10 @@ class Conv2D(nn.Module):
 class TutorialCNN(nn.Module):
     """The tutorial's CNN, fixed: [conv 3×3 → ReLU → max-pool 2×2] per entry of ``features``, then two dense layers.
 
-    With the defaults this is the tutorial's program: Conv2d(C→32, 3×3, pad 1) → ReLU → MaxPool 2 → Conv2d(32→64)
-    → ReLU → MaxPool 2 → Linear(64·h·w → 128) → ReLU → Linear(128 → num_classes). The first dense layer infers its
-    input size at ``init``, so 28×28 and 32×32 (the size that broke the tutorial) both work, with any channel count.
+    With the defaults this is the tutorial's program: Conv2d(C→32, 3×3, pad 1) → ReLU → MaxPool 2 →
+    Conv2d(32→64) → ReLU → MaxPool 2 → Linear(64·h·w → 128) → ReLU → Linear(128 → num_classes). The first dense
+    layer infers its input size at ``init``, so 28×28 and 32×32 (the size that broke the tutorial) both work, with
+    any channel count.
 
     Attributes:
       num_classes: number of output logits.
