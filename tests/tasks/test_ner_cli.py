@@ -1,0 +1,161 @@
+"""The NER task: taggers ignore padding, batches cover every sentence once in few shapes, the loss and scores count
+only real tokens, and `medjax train ner` / `evaluate` run end to end on real NCBI-disease data."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from medjax.data.conll import Sentence
+from medjax.data.vocab import Vocabulary
+from medjax.metrics.entities import entity_prf
+from medjax.nn.taggers import BiLSTMTagger, TransformerTagger
+from medjax.tasks import ner
+
+TAGS = ["O", "B-Dis", "I-Dis"]
+
+
+def tiny(cls, **kw):
+    sizes = {"embed_dim": 8, "char_features": 6, "num_cases": len(ner.CASES), "dropout": 0.0}
+    if cls is BiLSTMTagger:
+        sizes["hidden"] = 5
+    else:
+        sizes.update(width=8, num_layers=1, num_heads=2, mlp_dim=16)
+    return cls(num_tags=3, vocab_size=20, crf=True, **sizes, **kw)
+
+
+def random_inputs(seed, batch=3, time=6, chars=4):
+    rng = np.random.default_rng(seed)
+    lengths = np.array([6, 4, 1])
+    mask = np.arange(time)[None] < lengths[:, None]
+    words = np.where(mask, rng.integers(2, 20, (batch, time)), 0).astype(np.int32)
+    char_ids = np.where(mask[..., None], rng.integers(1, 257, (batch, time, chars)), 0).astype(np.int32)
+    char_ids[:, :, -1] = 0  # every word shorter than its slots
+    case = np.where(mask, rng.integers(1, len(ner.CASES), (batch, time)), 0).astype(np.int32)
+    return words, mask, char_ids, case
+
+
+@pytest.mark.parametrize("cls", [BiLSTMTagger, TransformerTagger])
+def test_padding_never_changes_emissions_or_decoded_tags(cls):
+    words, mask, chars, case = random_inputs(0)
+    model = tiny(cls)
+    variables = model.init(jax.random.key(0), words, mask, chars, case)
+    short = model.apply(variables, words, mask, chars, case)
+    # Five more padded steps, two more padded character slots, and garbage ids under the padding.
+    grow = lambda a, n, fill: np.concatenate([a, np.full(a.shape[:1] + (n,) + a.shape[2:], fill, a.dtype)], axis=1)
+    long_words, long_mask, long_case = grow(words, 5, 7), grow(mask, 5, False), grow(case, 5, 3)
+    long_chars = np.concatenate([grow(chars, 5, 0), np.zeros(chars.shape[:1] + (11, 2), np.int32)], axis=2)
+    long = model.apply(variables, long_words, long_mask, long_chars, long_case)
+    real = mask
+    np.testing.assert_allclose(np.asarray(long["emissions"])[:, :6][real], np.asarray(short["emissions"])[real],
+                               rtol=1e-5, atol=1e-5)
+    tags_short = ner._predict(short, {"mask": mask, "tags": np.zeros_like(words), "index": np.arange(3)}, 16)
+    tags_long = ner._predict(long, {"mask": long_mask, "tags": np.zeros_like(long_words), "index": np.arange(3)}, 16)
+    np.testing.assert_array_equal(tags_short["pred"], tags_long["pred"])
+    assert np.all(np.asarray(tags_short["pred"])[:, 6:] == -1)
+
+
+def test_tagger_rejects_bad_inputs():
+    words, mask, chars, case = random_inputs(0)
+    model = tiny(BiLSTMTagger)
+    with pytest.raises(TypeError, match="mask: expected bool array"):
+        model.init(jax.random.key(0), words, mask.astype(np.int32), chars, case)
+    with pytest.raises(ValueError, match=r"chars must be int\[batch, time, chars\]"):
+        model.init(jax.random.key(0), words, mask, chars[:, :2], case)
+    with pytest.raises(ValueError, match="char_features > 0 needs chars"):
+        model.init(jax.random.key(0), words, mask, None, case)
+
+
+def make_split(lengths, sort_chunk=2):
+    config = ner.Config(buckets=(4, 8, 16), sort_chunk=sort_chunk, max_word_len=5)
+    sentences = [Sentence(tuple(f"w{i}_{j}" for j in range(n)), ("B-Dis",) + ("O",) * (n - 1)) for i, n in
+                 enumerate(lengths)]
+    vocab = Vocabulary.build(s.tokens for s in sentences)
+    return ner.encode_split(sentences, vocab, TAGS, config)
+
+
+def test_batches_cover_every_sentence_once_in_bucket_shapes():
+    # Mostly short sentences and a few long ones, shuffled: in the given order most batches hold a long one.
+    lengths = np.random.default_rng(0).permutation([3] * 17 + [14] * 6)
+    split = make_split(lengths, sort_chunk=3)
+    order = np.random.default_rng(1).permutation(len(lengths))
+    batches = list(split.batches(4, order))
+    seen = np.concatenate([b["index"] for b in batches])
+    np.testing.assert_array_equal(np.sort(seen), np.arange(len(lengths)))
+    assert [len(b["index"]) for b in batches].count(4) == len(batches) - 1  # only one short batch
+    for batch in batches:
+        assert batch["words"].shape[1] in (4, 8, 16)
+        assert batch["chars"].shape == batch["words"].shape + (5,)
+        np.testing.assert_array_equal(batch["mask"].sum(axis=1), lengths[batch["index"]])
+        np.testing.assert_array_equal(batch["case"] > 0, batch["mask"])
+    # Sorting within chunks of 3 batches: less padding than batching in the shuffled order itself.
+    padded = sum(b["mask"].size for b in batches)
+    unsorted = sum(b["mask"].size for b in make_split(lengths, sort_chunk=0).batches(4, order))
+    assert padded < unsorted
+
+
+def test_loss_ignores_padding_rows_and_tokens():
+    words, mask, chars, case = random_inputs(2)
+    tags = np.where(mask, np.random.default_rng(3).integers(0, 3, words.shape), 0).astype(np.int32)
+    for crf in (True, False):
+        model = tiny(BiLSTMTagger).clone(crf=crf)
+        variables = model.init(jax.random.key(0), words, mask, chars, case)
+        outputs = model.apply(variables, words, mask, chars, case)
+        batch = {"mask": mask, "tags": tags, "example_mask": np.array([True, True, False])}
+        loss, _ = ner._loss(outputs, batch)
+        # The same two sentences alone, and with garbage tags under the padding: the same loss.
+        first_two = {"mask": mask[:2], "tags": tags[:2], "example_mask": np.array([True, True])}
+        alone, _ = ner._loss(jax.tree.map(lambda a: a[:2] if a.ndim == 3 else a, outputs), first_two)
+        np.testing.assert_allclose(loss, alone, rtol=1e-6)
+        garbage = dict(batch, tags=np.where(mask, tags, 2).astype(np.int32))
+        np.testing.assert_allclose(ner._loss(outputs, garbage)[0], loss, rtol=1e-6)
+
+
+def test_score_equals_entity_prf_on_the_tag_strings():
+    labels = np.array([[1, 2, 0, -1], [0, 1, -1, -1]])
+    pred = np.array([[1, 0, 0, -1], [0, 1, -1, -1]])
+    got = ner.score_tags({"pred": pred, "labels": labels}, TAGS)
+    want = entity_prf([["B-Dis", "I-Dis", "O"], ["O", "B-Dis"]], [["B-Dis", "O", "O"], ["O", "B-Dis"]])
+    assert {k: got[k] for k in want} == want
+    assert got["token_accuracy"] == pytest.approx(4 / 5)
+
+
+def test_case_patterns():
+    words = ["cancer", "BRCA1", "Breast", "mRNA", "1994", "(", "DNA"]
+    assert [ner.CASES[ner.case_pattern(w)] for w in words] == [
+        "lower", "has_digit", "title", "mixed", "digits", "other", "upper"]
+
+
+def test_unknown_model_name(ncbi_dir, tmp_path):
+    with pytest.raises(ValueError, match="model must be one of"):
+        ner.build_task(ner.Config(data_dir=str(ncbi_dir), workdir=str(tmp_path), model="crf-only"))
+
+
+@pytest.mark.data
+def test_cli_train_and_evaluate_on_ncbi(ncbi_dir, tmp_path):
+    from medjax.cli import main
+
+    workdir = tmp_path / "run"
+    args = ["train", "ner", "--data-dir", str(ncbi_dir), "--workdir", str(workdir), "--model", "bilstm-crf",
+            "--limit", "96", "--epochs", "2", "--batch-size", "16", "--eval-batch-size", "32", "--embed-dim", "16",
+            "--hidden", "16", "--char-features", "8", "--lr", "1e-2", "--no-progress",
+            "--buckets", "128"]  # one padded length: one compilation per step function
+    assert main(args) == 0
+    config = json.loads((workdir / "config.json").read_text())
+    assert config["task"] == "ner" and config["config"]["model"] == "bilstm-crf"
+    epochs = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert len(epochs) == 2
+    results = json.loads((workdir / "results.json").read_text())
+    for key in ("test_f1", "test_precision", "test_recall"):
+        assert 0.0 <= results[key] <= 1.0
+    # Two epochs on 96 sentences already find some diseases: the scores are not all zero.
+    assert results["test_token_accuracy"] > 0.8
+    saved = json.loads((workdir / "vocab.json").read_text())
+    assert saved["tags"] == ["O", "B-Disease", "I-Disease"]
+    # `medjax evaluate` rebuilds the task from the work folder and reproduces the test scores of the best epoch.
+    assert main(["evaluate", "--workdir", str(workdir)]) == 0
+    predictions = np.load(workdir / "predictions_test.npz")
+    assert predictions["pred"].shape == predictions["labels"].shape
+    np.testing.assert_array_equal(predictions["pred"] >= 0, predictions["labels"] >= 0)
