@@ -139,8 +139,8 @@ def _check_range(batch: Batch, key: str, want: ArraySpec, rows: int, where: str)
     if outside.any():
         first = tuple(int(i) for i in np.argwhere(outside)[0])
         raise ValueError(
-            f"{where}: batch[{key!r}] has values outside [{want.low}, {want.high}): {value[first]!r} at index {first} "
-            f"(observed range [{value[valid].min()}, {value[valid].max()}])"
+            f"{where}: batch[{key!r}] has values outside [{want.low}, {want.high}): {value[first].item()} at index "
+            f"{first} (observed range [{value[valid].min().item()}, {value[valid].max().item()}])"
         )
 
 

@@ -7,6 +7,7 @@ model's ``apply`` and the Optax transformation as static fields: jitting a step 
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -87,9 +88,13 @@ def init_train_state(model: nn.Module, tx: optax.GradientTransformation, batch: 
     Returns:
       The state at step 0.
     """
+    return _create(model, tx, batch, key)
+
+
+# One jitted program, compiled once per (model, optimizer, batch shapes): initialising a model and its optimizer state
+# op by op would compile and run each op apart.
+@functools.partial(jax.jit, static_argnames=("model", "tx"))
+def _create(model: nn.Module, tx: optax.GradientTransformation, batch: Batch, key: jax.Array) -> TrainState:
     params_key, dropout_key = jax.random.split(key)
-    # Jitted: initialising a large model op by op is slow, and the result is the same.
-    variables = jax.jit(lambda rngs, b: model.init(rngs, b, train=False))(
-        {"params": params_key, "dropout": dropout_key}, batch
-    )
+    variables = model.init({"params": params_key, "dropout": dropout_key}, batch, train=False)
     return TrainState.create(model.apply, dict(variables), tx)

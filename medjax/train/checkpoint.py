@@ -1,0 +1,113 @@
+"""Orbax checkpoints of a run: the latest epoch (to resume) and the best epoch (to report), each kept once.
+
+A checkpoint holds the arrays of the train state (params, opt_state, batch_stats, step) and the dropout key, plus a
+JSON record of where the loop stands: epochs completed (the data order of the next epoch follows from it and the
+seed), optimizer steps, the best epoch so far and its validation metrics, and the wall time spent. Orbax writes each
+checkpoint into a temporary folder and renames it when complete, so a run killed mid-write leaves the previous one
+intact.
+
+Layout: ``<workdir>/checkpoints/latest/<epoch>/`` and ``<workdir>/checkpoints/best/<epoch>/``.
+
+Example:
+  >>> with RunCheckpoints(workdir / "checkpoints") as checkpoints:
+  ...     checkpoints.save(state, rng, {"epoch": 1, "step": 100}, is_best=True)
+  ...     state, rng, record = checkpoints.restore_latest(state, rng)
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from medjax.train.state import TrainState
+
+
+def _arrays(state: TrainState, rng: jax.Array) -> dict[str, Any]:
+    return {
+        "params": state.params,
+        "opt_state": state.opt_state,
+        "batch_stats": state.batch_stats,
+        "step": state.step,
+        "rng": rng,
+    }
+
+
+def _manager(directory: pathlib.Path) -> ocp.CheckpointManager:
+    # Synchronous writes: the next training step donates the state's buffers, and an epoch-end save is short next
+    # to an epoch.
+    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, enable_async_checkpointing=False)
+    return ocp.CheckpointManager(directory.absolute(), options=options)
+
+
+class RunCheckpoints:
+    """The latest and the best checkpoint of one run, under one folder. Use as a context manager (or call close)."""
+
+    def __init__(self, directory: str | pathlib.Path):
+        directory = pathlib.Path(directory)
+        self._latest = _manager(directory / "latest")
+        self._best = _manager(directory / "best")
+
+    def __enter__(self) -> "RunCheckpoints":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._latest.close()
+        self._best.close()
+
+    def save(self, state: TrainState, rng: jax.Array, record: dict[str, Any], is_best: bool) -> None:
+        """Writes the state after ``record["epoch"]`` epochs as the latest checkpoint, and as the best if ``is_best``.
+
+        Args:
+          state: the train state.
+          rng: the dropout key of the run.
+          record: JSON-serialisable facts about the loop's position; must hold ``epoch`` (epochs completed, >= 1).
+          is_best: whether this epoch is the best so far on the validation metric.
+        """
+        args = ocp.args.Composite(
+            arrays=ocp.args.StandardSave(_arrays(state, rng)), record=ocp.args.JsonSave(record)
+        )
+        # Best first: a run killed between the two writes resumes from the previous latest, redoes this epoch and
+        # finds its best checkpoint already there (the same arrays: the run is deterministic), which it replaces.
+        managers = (self._best, self._latest) if is_best else (self._latest,)
+        for manager in managers:
+            if record["epoch"] in manager.all_steps():
+                manager.delete(record["epoch"])
+            manager.save(record["epoch"], args=args, force=True)
+
+    def latest_epoch(self) -> int | None:
+        """Epochs completed by the latest checkpoint; None when the run has none."""
+        return self._latest.latest_step()
+
+    def restore_latest(self, state: TrainState, rng: jax.Array) -> tuple[TrainState, jax.Array, dict[str, Any]]:
+        """The latest checkpoint, restored into the structure (and shardings) of ``state`` and ``rng``."""
+        return self._restore(self._latest, state, rng, "latest")
+
+    def restore_best(self, state: TrainState, rng: jax.Array) -> tuple[TrainState, jax.Array, dict[str, Any]]:
+        """The best checkpoint, restored into the structure (and shardings) of ``state`` and ``rng``."""
+        return self._restore(self._best, state, rng, "best")
+
+    @staticmethod
+    def _restore(manager: ocp.CheckpointManager, state: TrainState, rng: jax.Array, which: str):
+        epoch = manager.latest_step()
+        if epoch is None:
+            raise FileNotFoundError(f"no {which} checkpoint under {manager.directory}: has this run finished an epoch?")
+        restored = manager.restore(
+            epoch,
+            args=ocp.args.Composite(
+                arrays=ocp.args.StandardRestore(_arrays(state, rng)), record=ocp.args.JsonRestore()
+            ),
+        )
+        arrays = restored["arrays"]
+        state = state.replace(
+            step=arrays["step"],
+            params=arrays["params"],
+            opt_state=arrays["opt_state"],
+            batch_stats=arrays["batch_stats"],
+        )
+        return state, arrays["rng"], dict(restored["record"])
