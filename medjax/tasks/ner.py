@@ -63,10 +63,11 @@ class Config(TrainConfig):
     word_dropout: float = 0.05  # in training, replace each word by <unk> with this probability
     buckets: tuple[int, ...] = (16, 32, 64, 128)  # padded sentence lengths (few shapes, few compilations)
     sort_chunk: int = 50  # sort sentences by length within chunks of this many batches (0: no sorting)
-    epochs: int = 25  # passes over the training split
-    batch_size: int = 32  # sentences per training step, split over all local devices
+    epochs: int = 15  # passes over the training split
+    batch_size: int = 64  # sentences per training step, split over all local devices
     eval_batch_size: int = 128  # sentences per evaluation step
-    lr: float = 1e-3  # peak learning rate
+    lr: float = 2e-3  # peak learning rate
+    schedule: str = "cosine"  # one of medjax.train.optim.SCHEDULES: constant, cosine, multistep
     clip_norm: float = 5.0  # clip gradients to this global norm; 0 turns clipping off
 
 
