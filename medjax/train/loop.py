@@ -39,8 +39,9 @@ from medjax.train.progress import ProgressReporter, format_metrics
 from medjax.train.state import TrainState, init_train_state
 from medjax.train.task import Task
 
-# Config fields a resumed run may change: they do not change any number the run produces.
-_RESUMABLE_CHANGES = frozenset({"workdir", "log_every", "progress"})
+# Config fields a resumed run may change: where the files go, what is printed, and the device count (a preempted job
+# may resume on another machine; the numbers then agree to float rounding rather than bit for bit).
+_RESUMABLE_CHANGES = frozenset({"workdir", "log_every", "progress", "num_devices"})
 # Names of the per-batch sums of a task's loss that count what the other sums are averaged over.
 _DENOMINATORS = ("count", "examples")
 
@@ -95,7 +96,9 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
             for epoch in range(record["epoch"] + 1, config.epochs + 1):
                 epoch_start = time.perf_counter()
                 reporter.start_epoch(epoch)
-                state, step, train_metrics = _train_epoch(state, rng, task, config, run.mesh, epoch, record["step"], reporter)
+                state, step, train_metrics = _train_epoch(
+                    state, rng, task, config, run.mesh, epoch, record["step"], reporter
+                )
                 val = _score(task, _predict(state, task, "val", config, run.mesh), "val")
                 value = _selection_value(val[task.select_metric])
                 is_best = record["best_epoch"] is None or value > record["best_value"]
@@ -161,7 +164,7 @@ def _check_task(task: Task) -> None:
 
 
 def _setup(task: Task, config: TrainConfig) -> _Run:
-    """The mesh, the initial (replicated) state and dropout key, the same for a fresh, a resumed and an evaluated run."""
+    """The mesh, the initial (replicated) state and dropout key: the same for a fresh, resumed or evaluated run."""
     if config.epochs < 1:
         raise ValueError(f"epochs must be >= 1; got {config.epochs}")
     mesh = sharding.make_mesh(config.num_devices)
@@ -270,7 +273,8 @@ def _score(task: Task, predictions: Any, split_name: str) -> dict[str, Any]:
     scores = {name: _json_value(value) for name, value in task.score(predictions).items()}
     if task.select_metric not in scores:
         raise ValueError(
-            f"task.score gave {sorted(scores)} on {split_name}; the task selects on {task.select_metric!r}, not among them"
+            f"task.score gave {sorted(scores)} on {split_name}; the task selects on {task.select_metric!r}, which is "
+            f"not among them"
         )
     return scores
 

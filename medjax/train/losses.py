@@ -75,7 +75,9 @@ def sigmoid_cross_entropy(logits: jax.Array, labels: jax.Array, where: jax.Array
       f32[] the mean binary cross-entropy over valid entries (PyTorch's ``BCEWithLogitsLoss`` with a mask).
     """
     if logits.shape != labels.shape:
-        raise ValueError(f"logits and labels must have the same shape; got logits {logits.shape}, labels {labels.shape}")
+        raise ValueError(
+            f"logits and labels must have the same shape; got logits {logits.shape}, labels {labels.shape}"
+        )
     per_entry = optax.sigmoid_binary_cross_entropy(logits, labels.astype(logits.dtype))
     return masked_mean(per_entry, where)
 

@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Callable
 
 import jax
@@ -20,31 +22,50 @@ import optax
 from medjax.train.config import TrainConfig
 
 
-def _adam(config: TrainConfig, learning_rate: optax.ScalarOrSchedule) -> optax.GradientTransformation:
+@dataclasses.dataclass(frozen=True)
+class OptimizerSettings:
+    """The `TrainConfig` fields that define the optimizer and its schedule (hashable, unlike the config)."""
+
+    optimizer: str
+    lr: float
+    weight_decay: float
+    momentum: float
+    schedule: str
+    milestones: tuple[float, ...]
+    decay_factor: float
+    clip_norm: float
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> "OptimizerSettings":
+        values = {field.name: getattr(config, field.name) for field in dataclasses.fields(cls)}
+        return cls(**{**values, "milestones": tuple(values["milestones"])})
+
+
+def _adam(config: OptimizerSettings, learning_rate: optax.ScalarOrSchedule) -> optax.GradientTransformation:
     # As torch.optim.Adam: weight_decay is an L2 term added to the gradient before the moments.
     decay = [optax.add_decayed_weights(config.weight_decay)] if config.weight_decay else []
     return optax.chain(*decay, optax.adam(learning_rate))
 
 
-def _adamw(config: TrainConfig, learning_rate: optax.ScalarOrSchedule) -> optax.GradientTransformation:
+def _adamw(config: OptimizerSettings, learning_rate: optax.ScalarOrSchedule) -> optax.GradientTransformation:
     return optax.adamw(learning_rate, weight_decay=config.weight_decay)
 
 
-def _sgd(config: TrainConfig, learning_rate: optax.ScalarOrSchedule) -> optax.GradientTransformation:
+def _sgd(config: OptimizerSettings, learning_rate: optax.ScalarOrSchedule) -> optax.GradientTransformation:
     # As torch.optim.SGD: L2 added to the gradient, then heavy-ball momentum (buf = momentum * buf + grad).
     decay = [optax.add_decayed_weights(config.weight_decay)] if config.weight_decay else []
     return optax.chain(*decay, optax.sgd(learning_rate, momentum=config.momentum or None))
 
 
-def _constant(config: TrainConfig, total_steps: int) -> optax.Schedule:
+def _constant(config: OptimizerSettings, total_steps: int) -> optax.Schedule:
     return optax.constant_schedule(config.lr)
 
 
-def _cosine(config: TrainConfig, total_steps: int) -> optax.Schedule:
+def _cosine(config: OptimizerSettings, total_steps: int) -> optax.Schedule:
     return optax.cosine_decay_schedule(config.lr, decay_steps=total_steps)
 
 
-def _multistep(config: TrainConfig, total_steps: int) -> optax.Schedule:
+def _multistep(config: OptimizerSettings, total_steps: int) -> optax.Schedule:
     for fraction in config.milestones:
         if not 0.0 < fraction <= 1.0:
             raise ValueError(f"milestones are fractions of training in (0, 1]; got {tuple(config.milestones)}")
@@ -60,14 +81,14 @@ def _multistep(config: TrainConfig, total_steps: int) -> optax.Schedule:
 
 
 # name -> (config, learning rate or schedule) -> the optimizer without clipping.
-OPTIMIZERS: dict[str, Callable[[TrainConfig, optax.ScalarOrSchedule], optax.GradientTransformation]] = {
+OPTIMIZERS: dict[str, Callable[[OptimizerSettings, optax.ScalarOrSchedule], optax.GradientTransformation]] = {
     "adam": _adam,
     "adamw": _adamw,
     "sgd": _sgd,
 }
 
 # name -> (config, total training steps) -> step -> learning rate.
-SCHEDULES: dict[str, Callable[[TrainConfig, int], optax.Schedule]] = {
+SCHEDULES: dict[str, Callable[[OptimizerSettings, int], optax.Schedule]] = {
     "constant": _constant,
     "cosine": _cosine,
     "multistep": _multistep,
@@ -82,6 +103,7 @@ def _lookup(table: dict, name: str, what: str):
 
 def make_schedule(config: TrainConfig, total_steps: int) -> optax.Schedule:
     """The learning-rate schedule named by ``config.schedule``, over ``total_steps`` optimizer steps."""
+    config = OptimizerSettings.of(config)
     if total_steps < 1:
         raise ValueError(f"total_steps must be >= 1; got {total_steps}")
     if config.lr <= 0:
@@ -97,11 +119,18 @@ def make_optimizer(config: TrainConfig, total_steps: int) -> optax.GradientTrans
       total_steps: optimizer steps in the whole run (epochs * steps per epoch), the horizon of the schedule.
 
     Returns:
-      An Optax transformation whose state exposes the current learning rate through `current_lr`.
+      An Optax transformation whose state exposes the current learning rate through `current_lr`. Equal settings
+      give the very same object: the train state carries it as a static field, so a second run in one process (an
+      `evaluate` after `train`, a resumed run, another seed) reuses the compiled steps instead of compiling again.
 
     Raises:
       ValueError: an unknown optimizer or schedule name (the message lists the valid ones), or a bad value.
     """
+    return _make_optimizer(OptimizerSettings.of(config), total_steps)
+
+
+@functools.lru_cache(maxsize=64)
+def _make_optimizer(config: OptimizerSettings, total_steps: int) -> optax.GradientTransformation:
     make_base = _lookup(OPTIMIZERS, config.optimizer, "optimizer")
     schedule = make_schedule(config, total_steps)
     if config.clip_norm < 0:

@@ -77,7 +77,9 @@ def plot_learning_curves(metrics_path: pathlib.Path, out: pathlib.Path, best_epo
     return out
 
 
-def plot_roc(labels: np.ndarray, scores: np.ndarray, out: pathlib.Path, class_names: Sequence[str] = ()) -> pathlib.Path:
+def plot_roc(
+    labels: np.ndarray, scores: np.ndarray, out: pathlib.Path, class_names: Sequence[str] = ()
+) -> pathlib.Path:
     """ROC curves with their AUC in the legend.
 
     Args:

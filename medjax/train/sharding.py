@@ -34,10 +34,13 @@ def make_mesh(num_devices: int = 0) -> Mesh:
     """
     devices = jax.devices() if jax.process_count() > 1 else jax.local_devices()
     if num_devices < 0 or num_devices > len(devices):
-        raise ValueError(f"num_devices must be between 0 (all) and {len(devices)} (the devices present); got {num_devices}")
+        raise ValueError(
+            f"num_devices must be between 0 (all) and {len(devices)} (the devices present); got {num_devices}"
+        )
     if jax.process_count() > 1 and num_devices not in (0, len(devices)):
         raise ValueError(
-            f"with {jax.process_count()} processes the mesh spans all {len(devices)} devices; got num_devices={num_devices}"
+            f"with {jax.process_count()} processes the mesh spans all {len(devices)} devices; "
+            f"got num_devices={num_devices}"
         )
     return Mesh(np.asarray(devices[: num_devices or len(devices)]), (DATA_AXIS,))
 

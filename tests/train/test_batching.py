@@ -43,7 +43,8 @@ def test_a_good_batch_passes():
 def test_non_finite_floats_are_named_with_their_index():
     batch = good_batch()
     batch["image"][2, 1, 0, 0] = np.nan
-    with pytest.raises(ValueError, match=r"train batch 5: batch\['image'\] has 1 non-finite values .* index \(2, 1, 0, 0\)"):
+    expected = r"train batch 5: batch\['image'\] has 1 non-finite values .* index \(2, 1, 0, 0\)"
+    with pytest.raises(ValueError, match=expected):
         batching.check_batch(batch, {}, "train batch 5")
 
 
@@ -77,7 +78,8 @@ def test_range_check_skips_padding_rows_and_masked_tokens():
 
 
 def test_missing_keys_wrong_rank_and_non_numeric_entries():
-    with pytest.raises(ValueError, match=r"declares batch\['mask'\] but the batch has keys \['example_mask', 'image', 'label'\]"):
+    expected = r"declares batch\['mask'\] but the batch has keys \['example_mask', 'image', 'label'\]"
+    with pytest.raises(ValueError, match=expected):
         batching.check_batch(good_batch(), {"mask": ArraySpec("b")}, "train batch 0")
     with pytest.raises(ValueError, match=r"batch\['label'\] has shape \(4,\) \(rank 1\); expected rank 2"):
         batching.check_batch(good_batch(), {"label": ArraySpec("i", rank=2)}, "train batch 0")

@@ -38,7 +38,8 @@ def test_the_run_writes_its_files(finished_run):
     lines = read_lines(workdir)
     assert [line["epoch"] for line in lines] == [1, 2, 3]
     assert [line["step"] for line in lines] == [6, 12, 18]  # 44 examples in batches of 8: 6 steps, the last padded
-    for key in ("train_loss", "train_correct", "grad_norm", "param_norm", "lr", "val_accuracy", "val_mean_score", "seconds"):
+    keys = ("train_loss", "train_correct", "grad_norm", "param_norm", "lr", "val_accuracy", "val_mean_score", "seconds")
+    for key in keys:
         assert all(np.isfinite(line[key]) for line in lines), key
     # The cosine schedule over 18 steps: the rate of the last step of each epoch.
     for line in lines:

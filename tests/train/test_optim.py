@@ -68,7 +68,11 @@ def test_current_lr_is_the_rate_of_the_step_just_taken():
 @pytest.mark.parametrize(
     "name, config, torch_optimizer",
     [
-        ("sgd", dict(lr=0.1, momentum=0.9, weight_decay=0.01), lambda t, p: t.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01)),
+        (
+            "sgd",
+            dict(lr=0.1, momentum=0.9, weight_decay=0.01),
+            lambda t, p: t.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01),
+        ),
         ("adam", dict(lr=0.01, weight_decay=0.01), lambda t, p: t.optim.Adam(p, lr=0.01, weight_decay=0.01)),
         ("adamw", dict(lr=0.01, weight_decay=0.1), lambda t, p: t.optim.AdamW(p, lr=0.01, weight_decay=0.1)),
     ],
@@ -89,3 +93,11 @@ def test_optimizers_match_torch(name, config, torch_optimizer):
         weight.grad = torch.tensor(grad)
         opt.step()
     np.testing.assert_allclose(params, weight.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_equal_settings_give_the_same_optimizer_object():
+    # The train state holds the optimizer as a static field: the same object lets a second run reuse compiled steps.
+    first = optim.make_optimizer(TrainConfig(lr=0.01, workdir="a", seed=1), 10)
+    assert optim.make_optimizer(TrainConfig(lr=0.01, workdir="b", seed=2), 10) is first
+    assert optim.make_optimizer(TrainConfig(lr=0.02), 10) is not first
+    assert optim.make_optimizer(TrainConfig(lr=0.01), 11) is not first
