@@ -26,6 +26,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from medjax.nn.checks import check_array
+
 IMPLEMENTATIONS = ("jnp", "xla", "cudnn")
 
 
@@ -67,7 +69,7 @@ def _check_v(k: jax.Array, v: jax.Array) -> None:
     if not jnp.issubdtype(v.dtype, jnp.floating):
         raise TypeError(f"v must be a floating array, got dtype {v.dtype}")
     if v.ndim != k.ndim or v.shape[:-1] != k.shape[:-1]:
-        raise ValueError(f"v must be [..., T_k, d_v] with the leading axes and T_k of k, got k {k.shape} and v {v.shape}")
+        raise ValueError(f"v must be [..., T_k, d_v] with the leading axes and T_k of k, got k {k.shape}, v {v.shape}")
 
 
 def attention_weights(q: jax.Array, k: jax.Array, mask: jax.Array | None = None, bias: jax.Array | None = None):
@@ -168,8 +170,11 @@ def _attention_jax_nn(q, k, v, mask, bias, scores, implementation):
             a = jnp.broadcast_to(a, scores).reshape(batch, heads, t_q, t_k)
         elif len(lead) < 2:
             a = a[:, None] if lead else a[None, None]
-        # Broadcast batch/head axes stay broadcast (no [B, N, T, S] copy of a padding mask); cuDNN needs full T, S.
-        return jnp.broadcast_to(a, a.shape[:2] + (t_q, t_k))
+        if implementation == "cudnn" and not (a.shape[0] == 1 and a.shape[1] == heads):
+            # cuDNN needs full T and S, and jax tests its bias broadcast only over the batch axis ([1, N, T, S]).
+            return jnp.broadcast_to(a, (batch, heads, t_q, t_k))
+        # XLA broadcasts itself: a padding mask [B, 1, 1, S] is never copied to [B, N, T, S].
+        return a
 
     if implementation == "cudnn" and bias is not None:
         bias = bias.astype(q.dtype)
@@ -240,11 +245,12 @@ def _as_attention_mask(mask, batch: int, length: int, heads: int) -> jax.Array |
     if mask.shape == (batch, length):
         # Padding hides keys only; a padded query still gets a (finite, unused) output.
         return mask[:, None, None, :]
-    if mask.ndim == 4 and _broadcasts_to(mask.shape, (batch, heads, length, length)) and mask.shape[2:] == (length,) * 2:
+    full = (batch, heads, length, length)
+    if mask.ndim == 4 and _broadcasts_to(mask.shape, full) and mask.shape[2:] == full[2:]:
         return mask
     raise ValueError(
         f"mask must be a padding mask bool[batch, time] = {(batch, length)} or a full mask "
-        f"bool[batch|1, heads|1, time, time] = {(batch, heads, length, length)}, got shape {mask.shape}"
+        f"bool[batch|1, heads|1, time, time] = {full}, got shape {mask.shape}"
     )
 
 
@@ -292,8 +298,7 @@ class MultiHeadAttention(nn.Module):
           f32[batch, time, width]. Valid steps never depend on padded ones.
         """
         x = jnp.asarray(x)
-        if x.ndim != 3:
-            raise ValueError(f"MultiHeadAttention expects x: f32[batch, time, width] (rank 3), got shape {x.shape}")
+        check_array(x, "MultiHeadAttention x", dims=("batch", "time", "width"))
         if self.features % self.num_heads:
             raise ValueError(f"features={self.features} must be a multiple of num_heads={self.num_heads}")
         batch, length, width = x.shape

@@ -5,10 +5,10 @@
 trains stably without a learning-rate warm-up. `TransformerEncoder` adds positions, stacks blocks and normalises the
 output.
 
-`TutorialAttentionClassifier` is the tutorial's model, ``Linear(F→32) → tanh → attention → Linear(32→classes)``, with
-its three bugs fixed: attention runs within each sequence (not across the batch), scores are scaled by ``1/√d``, and
-positions are added before attention. Padded steps are masked as keys and left out of the mean pool, so a prediction
-never depends on padding or on the other examples of the batch.
+`TutorialAttentionClassifier` is the tutorial's model, ``Linear(F→32) → tanh → attention → Linear(32→classes)``,
+with its three bugs fixed: attention runs within each sequence (not across the batch), scores are scaled by
+``1/√d``, and positions are added before attention. Padded steps are masked as keys and left out of the mean pool,
+so a prediction never depends on padding or on the other examples of the batch.
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ import jax
 import jax.numpy as jnp
 
 from medjax.nn.attention import MultiHeadAttention, attention_weights, scaled_dot_product_attention
+from medjax.nn.checks import check_array
 from medjax.nn.positions import LearnedPositions, sinusoidal_positions
 
 POSITIONS = ("sinusoidal", "learned", None)
 
 
 def _check_input(x: jax.Array, mask, who: str) -> None:
-    if x.ndim != 3:
-        raise ValueError(f"{who} expects x: f32[batch, time, features] (rank 3), got shape {x.shape}")
-    if mask is not None and jnp.ndim(mask) == 2 and jnp.shape(mask) != x.shape[:2]:
-        raise ValueError(f"{who}: padding mask must be bool[batch, time] = {x.shape[:2]}, got {jnp.shape(mask)}")
+    check_array(x, f"{who} x", dims=("batch", "time", "features"))
+    if mask is not None and jnp.ndim(mask) == 2:
+        check_array(mask, f"{who} padding mask", dims=("batch", "time"), shape=x.shape[:2], dtype_kind="b")
 
 
 class EncoderBlock(nn.Module):
@@ -180,9 +180,8 @@ class TutorialAttentionClassifier(nn.Module):
         x = jnp.asarray(x)
         _check_input(x, mask, "TutorialAttentionClassifier")
         if mask is not None:
+            check_array(mask, "TutorialAttentionClassifier mask", dims=("batch", "time"), dtype_kind="b")
             mask = jnp.asarray(mask)
-            if mask.dtype != jnp.bool_ or mask.ndim != 2:
-                raise TypeError(f"mask must be bool[batch, time] = {x.shape[:2]}, got {mask.dtype}{list(mask.shape)}")
         h = jnp.tanh(nn.Dense(self.hidden, name="embed")(x))
         h = h + sinusoidal_positions(h.shape[1], self.hidden)[None]
         q, k, v = (nn.Dense(self.hidden, name=name)(h) for name in ("query", "key", "value"))

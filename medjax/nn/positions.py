@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from medjax.nn.checks import check_array
+
 # The base wavelength of Vaswani et al.: wavelengths run geometrically from 2π to 10000·2π.
 _MAX_WAVELENGTH = 10_000.0
 
@@ -84,8 +86,7 @@ class LearnedPositions(nn.Module):
         Returns:
           f32[time, dim], the first ``time`` rows of the table (parameter ``embedding: f32[max_length, dim]``).
         """
-        if x.ndim != 3:
-            raise ValueError(f"LearnedPositions expects x: f32[batch, time, dim] (rank 3), got shape {x.shape}")
+        check_array(x, "LearnedPositions x", dims=("batch", "time", "dim"))
         _, length, dim = x.shape
         if length > self.max_length:
             raise ValueError(

@@ -20,7 +20,7 @@ TOL = dict(rtol=1e-5, atol=1e-5)
 
 
 def np_attention(q, k, v, mask=None, bias=None):
-    """The tutorial's equations, one query at a time in float64: e_j = q·k_j/√d + b_j, α = softmax(e), c = Σ_j α_j v_j.
+    """The tutorial's equations, one query at a time in float64: e_j = q·k_j/√d + b_j, α = softmax(e), c = Σ α_j v_j.
 
     Only allowed keys enter the softmax; a query with none gets 0.
     """
@@ -121,7 +121,8 @@ def _copy_torch_mha(torch_mha, width):
         name: {"kernel": w[i * width : (i + 1) * width].T, "bias": b[i * width : (i + 1) * width]}
         for i, name in enumerate(("query", "key", "value"))
     }
-    params["out"] = {"kernel": torch_mha.out_proj.weight.detach().numpy().T, "bias": torch_mha.out_proj.bias.detach().numpy()}
+    out = torch_mha.out_proj
+    params["out"] = {"kernel": out.weight.detach().numpy().T, "bias": out.bias.detach().numpy()}
     return {"params": params}
 
 
@@ -314,7 +315,7 @@ def test_multihead_rejects_bad_inputs():
     with pytest.raises(ValueError, match="multiple of num_heads=3"):
         jax.eval_shape(mha.init, jax.random.key(0), np.zeros((2, 5, 16), np.float32))
     mha = MultiHeadAttention(num_heads=2, features=16)
-    with pytest.raises(ValueError, match=r"rank 3\), got shape \(64, 10\)"):  # the tutorial's 2-D input
+    with pytest.raises(ValueError, match=r"rank 3 \[batch, time, width\], got float32 array of shape \(64, 10\)"):
         jax.eval_shape(mha.init, jax.random.key(0), np.zeros((64, 10), np.float32))
     with pytest.raises(ValueError, match=r"bool\[batch, time\] = \(2, 5\).*got shape \(2, 6\)"):
         jax.eval_shape(mha.init, jax.random.key(0), np.zeros((2, 5, 16), np.float32), np.ones((2, 6), bool))

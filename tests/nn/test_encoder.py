@@ -165,9 +165,9 @@ def test_encoder_options_and_errors(encoder_case):
     with pytest.raises(ValueError, match="positions must be one of"):
         rotary = TransformerEncoder(num_layers=1, num_heads=2, mlp_dim=16, positions="rotary")
         jax.eval_shape(rotary.init, jax.random.key(0), x)
-    with pytest.raises(ValueError, match=r"bool\[batch, time\] = \(2, 6\), got \(2, 5\)"):
+    with pytest.raises(ValueError, match=r"mask: expected bool array of shape \(2, 6\) .* shape \(2, 5\)"):
         jax.eval_shape(encoder.init, jax.random.key(0), x, valid[:, :5])
-    with pytest.raises(ValueError, match=r"rank 3\), got shape \(6, 8\)"):
+    with pytest.raises(ValueError, match=r"rank 3 \[batch, time, features\], got float32 array of shape \(6, 8\)"):
         jax.eval_shape(encoder.init, jax.random.key(0), x[0])
 
 
@@ -223,8 +223,10 @@ def test_tutorial_classifier_matches_numpy_and_keeps_examples_apart():
 
     empty = apply(variables, x, np.zeros_like(mask))
     assert np.isfinite(np.asarray(empty)).all()
-    with pytest.raises(ValueError, match=r"rank 3\), got shape \(64, 10\)"):
-        jax.eval_shape(model.init, jax.random.key(0), np.zeros((64, 10), np.float32))
+    with pytest.raises(ValueError, match=r"rank 3 \[batch, time, features\], got float32 array of shape \(64, 10\)"):
+        jax.eval_shape(model.init, jax.random.key(0), np.zeros((64, 10), np.float32))  # the tutorial's 2-D input
+    with pytest.raises(TypeError, match=r"mask: expected bool array .* got float32 array of shape \(3, 7\)"):
+        jax.eval_shape(model.init, jax.random.key(0), x, mask.astype(np.float32))
 
 
 def test_masked_mean_counts_valid_steps_only():
