@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from medjax.metrics.classification import confusion_matrix, roc_auc, roc_curve
 
@@ -70,8 +71,9 @@ def plot_learning_curves(metrics_path: pathlib.Path, out: pathlib.Path, best_epo
     val_axes.set(xlabel="epoch", ylabel="metric", title="validation")
     if val_names:
         val_axes.legend()
-    if best_epoch is not None:
-        for axes in (loss_axes, val_axes):
+    for axes in (loss_axes, val_axes):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if best_epoch is not None:
             axes.axvline(best_epoch, color="grey", linestyle="--", linewidth=1)
     figure.savefig(out, dpi=100)
     return out
