@@ -170,9 +170,10 @@ def _attention_jax_nn(q, k, v, mask, bias, scores, implementation):
             a = jnp.broadcast_to(a, scores).reshape(batch, heads, t_q, t_k)
         elif len(lead) < 2:
             a = a[:, None] if lead else a[None, None]
-        if implementation == "cudnn" and not (a.shape[0] == 1 and a.shape[1] == heads):
+        if implementation == "cudnn":
             # cuDNN needs full T and S, and jax tests its bias broadcast only over the batch axis ([1, N, T, S]).
-            return jnp.broadcast_to(a, (batch, heads, t_q, t_k))
+            batch_axis = 1 if a.shape[:2] == (1, heads) else batch
+            return jnp.broadcast_to(a, (batch_axis, heads, t_q, t_k))
         # XLA broadcasts itself: a padding mask [B, 1, 1, S] is never copied to [B, N, T, S].
         return a
 
