@@ -239,7 +239,11 @@ def _loss(outputs, batch) -> tuple[jax.Array, dict]:
 
 
 def _predict(outputs, batch, width: int) -> dict:
-    """Decoded tags and gold tags, ``int32[b, width]`` with -1 past each sentence, and each sentence's ``index``."""
+    """Decoded and gold tag ids, ``int32[b, width]`` with -1 past each sentence, and each sentence's ``index``.
+
+    The keys are not ``pred`` / ``labels``: those name per-example classes, which `medjax plot` turns into a
+    confusion matrix, and the -1 padding of per-token tags is not a class.
+    """
     mask = batch["mask"]
     if "crf" in outputs:
         pred, _ = viterbi_decode(outputs["emissions"], mask, **outputs["crf"])
@@ -248,14 +252,14 @@ def _predict(outputs, batch, width: int) -> dict:
     labels = jnp.where(mask, batch["tags"], -1)
     # Batches come in several bucket lengths; one common width lets the loop concatenate a split's predictions.
     pad = ((0, 0), (0, width - mask.shape[1]))
-    return {"pred": jnp.pad(pred.astype(jnp.int32), pad, constant_values=-1),
-            "labels": jnp.pad(labels.astype(jnp.int32), pad, constant_values=-1),
+    return {"pred_tags": jnp.pad(pred.astype(jnp.int32), pad, constant_values=-1),
+            "gold_tags": jnp.pad(labels.astype(jnp.int32), pad, constant_values=-1),
             "index": batch["index"]}
 
 
 def score_tags(predictions, tags: Sequence[str]) -> dict[str, float]:
-    """Entity precision/recall/F1 (and token accuracy) from `_predict`'s padded ``pred`` and ``labels``."""
-    pred, labels = np.asarray(predictions["pred"]), np.asarray(predictions["labels"])
+    """Entity precision/recall/F1 (and token accuracy) from `_predict`'s padded ``pred_tags`` and ``gold_tags``."""
+    pred, labels = np.asarray(predictions["pred_tags"]), np.asarray(predictions["gold_tags"])
     true_tags, pred_tags = [], []
     for guess, truth in zip(pred, labels):
         real = truth >= 0

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from medjax.data.conll import Sentence
+from medjax.data.conll import Sentence, read_conll
 from medjax.data.vocab import Vocabulary
 from medjax.metrics.entities import entity_prf
 from medjax.nn.taggers import BiLSTMTagger, TransformerTagger
@@ -53,8 +53,8 @@ def test_padding_never_changes_emissions_or_decoded_tags(cls):
                                rtol=1e-5, atol=1e-5)
     tags_short = ner._predict(short, {"mask": mask, "tags": np.zeros_like(words), "index": np.arange(3)}, 16)
     tags_long = ner._predict(long, {"mask": long_mask, "tags": np.zeros_like(long_words), "index": np.arange(3)}, 16)
-    np.testing.assert_array_equal(tags_short["pred"], tags_long["pred"])
-    assert np.all(np.asarray(tags_short["pred"])[:, 6:] == -1)
+    np.testing.assert_array_equal(tags_short["pred_tags"], tags_long["pred_tags"])
+    assert np.all(np.asarray(tags_short["pred_tags"])[:, 6:] == -1)
 
 
 def test_tagger_rejects_bad_inputs():
@@ -116,7 +116,7 @@ def test_loss_ignores_padding_rows_and_tokens():
 def test_score_equals_entity_prf_on_the_tag_strings():
     labels = np.array([[1, 2, 0, -1], [0, 1, -1, -1]])
     pred = np.array([[1, 0, 0, -1], [0, 1, -1, -1]])
-    got = ner.score_tags({"pred": pred, "labels": labels}, TAGS)
+    got = ner.score_tags({"pred_tags": pred, "gold_tags": labels}, TAGS)
     want = entity_prf([["B-Dis", "I-Dis", "O"], ["O", "B-Dis"]], [["B-Dis", "O", "O"], ["O", "B-Dis"]])
     assert {k: got[k] for k in want} == want
     assert got["token_accuracy"] == pytest.approx(4 / 5)
@@ -136,6 +136,7 @@ def test_unknown_model_name(ncbi_dir, tmp_path):
 @pytest.mark.data
 def test_cli_train_and_evaluate_on_ncbi(ncbi_dir, tmp_path):
     from medjax.cli import main
+    from medjax.tasks import evaluate_workdir
 
     workdir = tmp_path / "run"
     args = ["train", "ner", "--data-dir", str(ncbi_dir), "--workdir", str(workdir), "--model", "bilstm-crf",
@@ -156,6 +157,12 @@ def test_cli_train_and_evaluate_on_ncbi(ncbi_dir, tmp_path):
     assert saved["tags"] == ["O", "B-Disease", "I-Disease"]
     # `medjax evaluate` rebuilds the task from the work folder and reproduces the test scores of the best epoch.
     assert main(["evaluate", "--workdir", str(workdir)]) == 0
+    again = evaluate_workdir(workdir)
+    assert {k: again[k] for k in ("test_f1", "test_token_accuracy")} == {
+        k: results[k] for k in ("test_f1", "test_token_accuracy")}
     predictions = np.load(workdir / "predictions_test.npz")
-    assert predictions["pred"].shape == predictions["labels"].shape
-    np.testing.assert_array_equal(predictions["pred"] >= 0, predictions["labels"] >= 0)
+    test_tokens = sum(len(s.tokens) for s in read_conll(ncbi_dir / "test.tsv")[:96])
+    assert (predictions["gold_tags"] >= 0).sum() == test_tokens
+    np.testing.assert_array_equal(predictions["pred_tags"] >= 0, predictions["gold_tags"] >= 0)
+    assert main(["plot", "--workdir", str(workdir)]) == 0
+    assert (workdir / "learning_curves.png").stat().st_size > 0
