@@ -66,7 +66,9 @@ def _train(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog=f"medjax train {name}", description=module.__doc__)
     add_config_arguments(parser, module.Config)
     config = config_from_args(module.Config, parser.parse_args(rest))
-    from medjax.train import loop
+    from medjax.train import distributed, loop
+
+    distributed.initialize()  # multi-host: joins the other processes when launched as one; a no-op on one machine
 
     loop.train(module.build_task(config), config, task_name=name)
     return 0
