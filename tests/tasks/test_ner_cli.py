@@ -99,10 +99,10 @@ def test_batches_cover_every_sentence_once_in_bucket_shapes():
 def test_loss_ignores_padding_rows_and_tokens():
     words, mask, chars, case = random_inputs(2)
     tags = np.where(mask, np.random.default_rng(3).integers(0, 3, words.shape), 0).astype(np.int32)
-    for crf in (True, False):
-        model = tiny(BiLSTMTagger).clone(crf=crf)
-        variables = model.init(jax.random.key(0), words, mask, chars, case)
-        outputs = model.apply(variables, words, mask, chars, case)
+    model = tiny(BiLSTMTagger)
+    crf_outputs = model.apply(model.init(jax.random.key(0), words, mask, chars, case), words, mask, chars, case)
+    # Without its "crf" entry the same outputs take the softmax (per-token cross-entropy) loss.
+    for outputs in (crf_outputs, {"emissions": crf_outputs["emissions"]}):
         batch = {"mask": mask, "tags": tags, "example_mask": np.array([True, True, False])}
         loss, _ = ner._loss(outputs, batch)
         # The same two sentences alone, and with garbage tags under the padding: the same loss.
@@ -111,6 +111,11 @@ def test_loss_ignores_padding_rows_and_tokens():
         np.testing.assert_allclose(loss, alone, rtol=1e-6)
         garbage = dict(batch, tags=np.where(mask, tags, 2).astype(np.int32))
         np.testing.assert_allclose(ner._loss(outputs, garbage)[0], loss, rtol=1e-6)
+    # The softmax loss by hand: the mean of -log p(tag) over the 6 + 4 real tokens of the two kept sentences.
+    emissions = np.asarray(crf_outputs["emissions"], np.float64)
+    log_p = emissions - np.log(np.exp(emissions).sum(-1, keepdims=True))
+    nll = -np.take_along_axis(log_p, tags[..., None], -1)[..., 0]
+    np.testing.assert_allclose(loss, nll[:2][mask[:2]].mean(), rtol=1e-5)
 
 
 def test_score_equals_entity_prf_on_the_tag_strings():
