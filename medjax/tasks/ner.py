@@ -53,7 +53,7 @@ class Config(TrainConfig):
     max_word_len: int = 20  # characters per word seen by the character CNN (longer words keep their start)
     case_feature: bool = True  # add an embedding of each word's case pattern (lower, upper, title, mixed, digits)
     hidden: int = 100  # BiLSTM hidden size per direction
-    num_layers: int = 1  # BiLSTM layers, or transformer blocks (transformer_layers)
+    num_layers: int = 1  # stacked BiLSTM layers
     width: int = 128  # transformer model width
     transformer_layers: int = 2  # transformer encoder blocks
     num_heads: int = 4  # transformer attention heads
