@@ -113,20 +113,27 @@ class Launcher:
         for sub in ("runs", "logs", "start"):
             (run_dir / sub).mkdir(parents=True, exist_ok=True)
 
-    def start_path(self, workload: str, tag: str) -> pathlib.Path:
-        return self.run_dir / "start" / f"{workload}-{tag}.npz"
+    def start_path(self, tag: str) -> pathlib.Path:
+        return self.run_dir / "start" / f"{tag}.npz"
 
-    def launch(self, task: str, workload: str, sizes: Mapping[str, int], tag: str, steps: int, repeat: int = 0) -> dict:
+    def launch(self, task: str, workload: str, name: str, cases: Mapping[str, Mapping[str, int]], steps: int = 0
+               ) -> dict:
         """Runs one worker process; returns its record, or a ``failed``/``timed out`` record with the log's tail.
 
-        ``tag`` names the start (batch and weights) shared by all processes of one set of sizes.
+        Args:
+          task: a `benchmarks.worker.TASKS` entry.
+          workload: the workload's name.
+          name: names the record and log files.
+          cases: ``{tag: sizes}``; the tag names the start (batch and weights) shared by all processes of one set of
+            sizes. One case to time; one or more to prepare.
+          steps: timed steps.
         """
-        name = f"{workload}-{tag}-{task}" + (f"-r{repeat}" if task != "prepare" else "")
         out = self.run_dir / "runs" / f"{name}.json"
-        command = [sys.executable, "-m", "benchmarks.worker", task, "--workload", workload, "--sizes",
-                   json.dumps(dict(sizes)), "--start", str(self.start_path(workload, tag)), "--out", str(out),
+        command = [sys.executable, "-m", "benchmarks.worker", task, "--workload", workload, "--out", str(out),
                    "--seed", str(self.args.seed), "--steps", str(steps), "--warmup", str(self.args.warmup),
                    "--threads", str(self.args.threads)]
+        for tag, sizes in cases.items():
+            command += ["--sizes", json.dumps(dict(sizes)), "--start", str(self.start_path(tag))]
         log_path = self.run_dir / "logs" / f"{name}.log"
         print(f"  {name}", end=" ", flush=True)
         started = time.time()
@@ -149,8 +156,8 @@ class Launcher:
 def _short(record: Mapping[str, Any]) -> str:
     if "timing" in record:
         return f"{record['timing']['median_ms']:.2f} ms/step"
-    if "first_loss" in record:
-        return f"first loss {record['first_loss']:.6f}"
+    if "cases" in record:
+        return "first loss " + ", ".join(f"{case['first_loss']:.6f}" for case in record["cases"])
     return record.get("error", "")
 
 
@@ -168,22 +175,25 @@ class Case(NamedTuple):
     axis: str | None = None
 
 
-def benchmark(launcher: Launcher, cases: Mapping[str, Case], variants: list[str],
+def benchmark(launcher: Launcher, stage: str, cases: Mapping[str, Case], variants: list[str],
               repeats: int, steps: int) -> tuple[list[dict], dict[str, dict]]:
     """Prepares each case, then runs every variant of every case ``repeats`` times, alternating.
 
     Args:
+      stage: names the prepare processes' files (``"main"``, ``"growth"``).
       cases: ``{tag: case}``; the tag names the case's start and processes.
 
     Returns:
       (records, each tagged with ``case``, ``workload``, ``variant`` and ``repeat``; ``{tag: prepare record}``).
     """
     prepared = {}
-    for tag, (workload, sizes, _) in cases.items():
-        record = launcher.launch("prepare", workload, sizes, tag, steps)
-        if record.get("status", "ok") != "ok":
-            raise RuntimeError(f"preparing {tag} failed: {record.get('error')} (log in {launcher.run_dir / 'logs'})")
-        prepared[tag] = record
+    for workload in dict.fromkeys(case.workload for case in cases.values()):
+        # One process prepares every case of a workload: each start costs a compile, not a process start-up too.
+        mine = {tag: case.sizes for tag, case in cases.items() if case.workload == workload}
+        record = launcher.launch("prepare", workload, f"{workload}-{stage}-prepare", mine)
+        if record.get("status") != "ok":
+            raise RuntimeError(f"preparing {workload} failed: {record.get('error')} (log in {launcher.run_dir / 'logs'})")
+        prepared.update(zip(mine, record["cases"]))
     records: list[dict] = []
     for repeat in range(repeats):
         for tag, (workload, _, _) in cases.items():
@@ -191,7 +201,8 @@ def benchmark(launcher: Launcher, cases: Mapping[str, Case], variants: list[str]
                 if variant == "torch-compile" and any(r["case"] == tag and r["variant"] == variant and
                                                       r.get("status") == "does not compile" for r in records):
                     continue  # a failed compile fails again; the first record already says why
-                record = launcher.launch(variant, workload, prepared[tag]["sizes"], tag, steps, repeat)
+                record = launcher.launch(variant, workload, f"{tag}-{variant}-r{repeat}", {tag: prepared[tag]["sizes"]},
+                                         steps)
                 records.append({**record, "case": tag, "workload": workload, "variant": variant, "repeat": repeat})
     return records, prepared
 
@@ -275,14 +286,14 @@ def main(argv: list[str] | None = None) -> int:
     started = machine_facts()
     print(f"benchmark run in {run_dir}")
     cases = {name: Case(name, sizes[name]) for name in args.workloads}
-    records, prepared = benchmark(launcher, cases, args.variants, args.repeats, args.steps)
+    records, prepared = benchmark(launcher, "main", cases, args.variants, args.repeats, args.steps)
     summary = report.summarize(records, prepared)
     points, plot_paths = [], []
     if args.growth:
         sweep = growth_cases(args.workloads, sizes)
         if sweep:
             print("cost growth")
-            growth_records, _ = benchmark(launcher, sweep, args.growth_variants, args.growth_repeats, args.growth_steps)
+            growth_records, _ = benchmark(launcher, "growth", sweep, args.growth_variants, args.growth_repeats, args.growth_steps)
             points = growth_points(growth_records, sweep)
             from benchmarks import plots
 

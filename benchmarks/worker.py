@@ -4,6 +4,8 @@ The runner starts one of these per (workload, variant, repeat) so that each fram
 allocator, thread pools or caches, and a crash or a failed `torch.compile` cannot take the others down. Run by hand::
 
     python -m benchmarks.worker prepare --workload lstm --start /tmp/lstm.npz --out /tmp/prep.json
+    python -m benchmarks.worker prepare --workload lstm --sizes '{"time": 25}' --start /tmp/t25.npz \
+        --sizes '{"time": 100}' --start /tmp/t100.npz --out /tmp/prep.json
     python -m benchmarks.worker torch --workload lstm --start /tmp/lstm.npz --out /tmp/torch.json --steps 100
 """
 
@@ -17,7 +19,7 @@ import time
 
 from benchmarks import measure
 
-# What a worker can be asked to do: "prepare" writes the start (.npz) and medjax's first loss; the rest time a step.
+# What a worker can be asked to do: "prepare" writes starts (.npz) and medjax's first losses; the rest time a step.
 TASKS = ("prepare", "medjax", "torch", "torch-compile")
 
 
@@ -25,34 +27,47 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.worker", description=__doc__.split("\n\n")[0])
     parser.add_argument("task", choices=TASKS, help="what this process does")
     parser.add_argument("--workload", required=True, help="a name from benchmarks.workloads.WORKLOADS")
-    parser.add_argument("--sizes", default="{}", help='JSON object of size overrides, e.g. \'{"batch": 32}\'')
-    parser.add_argument("--start", required=True, help="the .npz holding the batch and initial weights")
+    parser.add_argument("--sizes", action="append", help='JSON object of size overrides, e.g. \'{"batch": 32}\' '
+                        "(default: none); prepare takes one per --start, to build several starts in one process")
+    parser.add_argument("--start", action="append", required=True, help="the .npz of the batch and initial weights")
     parser.add_argument("--out", required=True, help="where to write this process's JSON record")
     parser.add_argument("--seed", type=int, default=0, help="seeds the batch and the initial weights (prepare)")
     parser.add_argument("--steps", type=int, default=100, help="timed steps")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps after the first (compiling) one")
     parser.add_argument("--threads", type=int, default=0, help="PyTorch intra-op threads (0: every available CPU)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.sizes = args.sizes or ["{}"]
+    if len(args.sizes) != len(args.start) or (args.task != "prepare" and len(args.start) > 1):
+        parser.error(f"{args.task} takes {'one --sizes per --start' if args.task == 'prepare' else 'one --start'}; "
+                     f"got {len(args.sizes)} --sizes and {len(args.start)} --start")
+    return args
 
 
 def run(args: argparse.Namespace) -> dict:
     """Does ``args.task`` and returns its record (workload sizes resolved against the workload's defaults)."""
     from benchmarks import workloads
 
-    overrides = json.loads(args.sizes)
+    overrides = [json.loads(text) for text in args.sizes]
     if args.task in ("prepare", "medjax"):
         from benchmarks import medjax_step
 
-        sizes = workloads.parse_sizes(workloads.medjax_module(args.workload).SIZES, overrides)
+        defaults = workloads.medjax_module(args.workload).SIZES
         if args.task == "prepare":
-            return {"first_loss": medjax_step.prepare(args.workload, sizes, args.seed, args.start), "sizes": sizes}
+            cases = []
+            for start, override in zip(args.start, overrides):
+                sizes = workloads.parse_sizes(defaults, override)
+                cases.append({"start": start, "sizes": sizes,
+                              "first_loss": medjax_step.prepare(args.workload, sizes, args.seed, start)})
+            return {"status": "ok", "cases": cases}
+        sizes = workloads.parse_sizes(defaults, overrides[0])
         return {"status": "ok", "sizes": sizes,
-                **medjax_step.run(args.workload, sizes, args.start, args.steps, args.warmup)}
+                **medjax_step.run(args.workload, sizes, args.start[0], args.steps, args.warmup)}
     from benchmarks import torch_step
 
     # The twin takes the sizes the medjax side resolved (the runner passes them all), so it needs no defaults of its own.
-    return {"sizes": overrides, **torch_step.run(args.workload, overrides, args.start, args.steps, args.warmup,
-                                                  compile=args.task == "torch-compile", threads=args.threads or None)}
+    return {"sizes": overrides[0], **torch_step.run(args.workload, overrides[0], args.start[0], args.steps, args.warmup,
+                                                     compile=args.task == "torch-compile",
+                                                     threads=args.threads or None)}
 
 
 def main(argv: list[str] | None = None) -> int:
