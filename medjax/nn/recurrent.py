@@ -96,6 +96,8 @@ def _check_lstm_layer(params: Params, x: jax.Array, mask, initial_carry, impleme
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"x must be a floating array f32[batch, time, features]; got dtype {x.dtype}")
     batch, time, features = x.shape
+    if time == 0:
+        raise ValueError(f"x must have at least one time step; got shape {x.shape}")
     hidden = params["w_h"].shape[0]
     expected = {"w_x": (features, 4 * hidden), "w_h": (hidden, 4 * hidden), "b": (4 * hidden,)}
     for key, shape in expected.items():
