@@ -56,8 +56,7 @@ def main() -> None:
     data = textclf.load_corpus(run.config)
     texts, labels = data.texts("test"), data.labels("test")
     vectorizer = TfidfVectorizer(min_df=2, sublinear_tf=True).fit(data.texts("train"))
-    # One padded shape for every batch: each scorer compiles once.
-    scorers = {m: jax.jit(lambda v, i, k, f=f: f(run.classifier, v, i, k)) for m, f in kw.SCORERS.items()}
+    # One padded shape for every batch: each (jitted) scorer compiles once.
     predict = jax.jit(lambda v, i, k: run.classifier.apply(v, i, k).argmax(-1))
 
     rng = np.random.default_rng(0)
@@ -68,7 +67,7 @@ def main() -> None:
         tokens = [tokenize(t)[: run.config.max_length] for t in chunk]
         ids, mask = pad_batch([run.vocab.encode(t) for t in tokens], bucket=run.config.max_length,
                               max_length=run.config.max_length)
-        scores = {m: np.asarray(f(run.variables, ids, mask)) for m, f in scorers.items()}
+        scores = {m: np.asarray(f(run.classifier, run.variables, ids, mask)) for m, f in kw.SCORERS.items()}
         predicted = np.asarray(predict(run.variables, ids, mask))
         for j, text in enumerate(chunk):
             reference = set(tfidf_top(vectorizer, text, args.k))

@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import pathlib
 import sys
@@ -41,6 +42,9 @@ from medjax.train.state import init_train_state
 METHODS = ("attention", "gradient")
 
 
+# The classifier is a static argument (Linen modules hash by value): each model and input shape compiles once, far
+# cheaper than running the model op by op.
+@functools.partial(jax.jit, static_argnums=0)
 def attention_scores(classifier: nn.Module, variables, ids: jax.Array, mask: jax.Array) -> jax.Array:
     """Attention received by each token: ``ids: int[batch, time]``, ``mask: bool[batch, time]`` -> ``f32[batch, time]``.
 
@@ -61,6 +65,7 @@ def attention_scores(classifier: nn.Module, variables, ids: jax.Array, mask: jax
     return received / (len(layers) * weights.shape[2] * jnp.maximum(query_weight.sum(axis=1, keepdims=True), 1.0))
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def gradient_scores(classifier: nn.Module, variables, ids: jax.Array, mask: jax.Array) -> jax.Array:
     """Gradient × input of the predicted class's logit: ``int[batch, time]`` -> ``f32[batch, time]`` (0 on padding)."""
     embeddings = classifier.apply(variables, ids, method="embed")
@@ -178,7 +183,7 @@ def main(workdir: str | pathlib.Path, text: str, top_k: int = 10, method: str = 
     run = restore_classifier(workdir)
     ranking = keywords(run.classifier, run.variables, run.vocab, text, method, run.config.max_length)[:top_k]
     ids = jnp.asarray(run.vocab.encode(tokenize(text)[: run.config.max_length]))[None]
-    probs = jax.nn.softmax(run.classifier.apply(run.variables, ids, jnp.ones(ids.shape, bool)))[0]
+    probs = jax.nn.softmax(jax.jit(run.classifier.apply)(run.variables, ids, jnp.ones(ids.shape, bool)))[0]
     label = int(jnp.argmax(probs))
     print(f"predicted: {run.class_names[label]} (p={float(probs[label]):.3f})", file=sys.stderr)
     for word, score in ranking:
