@@ -169,7 +169,7 @@ def test_tutorial_cnn_equals_torch_forward_and_gradients(height, width, channels
     torch.nn.functional.cross_entropy(logits_torch, torch.from_numpy(labels)).backward()
 
     model = TutorialCNN()
-    variables = model.init(jax.random.key(0), jnp.zeros((1, height, width, channels)))
+    variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, height, width, channels)))
     params = _to_flax(dict(reference.named_parameters()), height, width)
     assert jax.tree.map(jnp.shape, variables["params"]) == jax.tree.map(np.shape, params)
 
@@ -190,10 +190,13 @@ def test_tutorial_cnn_equals_torch_forward_and_gradients(height, width, channels
 
 def test_tutorial_cnn_any_size_and_channel_count():
     model = TutorialCNN(num_classes=3, features=(4, 8, 8), dense=16)
-    variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 17, 8, 5)))
-    assert variables["params"]["dense1"]["kernel"].shape == (2 * 1 * 8, 16)  # 17 -> 8 -> 4 -> 2; 8 -> 4 -> 2 -> 1
-    assert jax.jit(model.apply)(variables, np.ones((2, 17, 8, 5), np.float32)).shape == (2, 3)
-    assert set(variables["params"]) == {"conv1", "conv2", "conv3", "dense1", "dense2"}
+    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 17, 8, 5)))
+    assert shapes["params"]["dense1"]["kernel"].shape == (2 * 1 * 8, 16)  # 17 -> 8 -> 4 -> 2; 8 -> 4 -> 2 -> 1
+    assert set(shapes["params"]) == {"conv1", "conv2", "conv3", "dense1", "dense2"}
+    # Running it (not just tracing) with fixed weights: init's random draws would only add compile time here.
+    variables = jax.tree.map(lambda leaf: np.full(leaf.shape, 0.1, leaf.dtype), shapes)
+    logits = jax.jit(model.apply)(variables, np.ones((2, 17, 8, 5), np.float32))
+    assert logits.shape == (2, 3) and np.all(np.isfinite(logits))
 
 
 def test_tutorial_cnn_torch_default_init_bounds():
