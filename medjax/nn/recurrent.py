@@ -164,8 +164,9 @@ def lstm_layer(
     batch, _, _ = x.shape
     w_h = params["w_h"]
     hidden = w_h.shape[0]
-    # Time-major inside: the loop slices whole [batch, ...] blocks per step.
-    xw = jnp.einsum("btf,fg->tbg", x, params["w_x"]) + _bias(params["b"], 3)
+    # Time-major inside: the loop slices whole [batch, ...] blocks per step. Transposing x (F wide) before the
+    # projection, rather than its 4H-wide result (what XLA CPU did with an einsum), made the tutorial LSTM ~15% faster.
+    xw = jnp.swapaxes(x, 0, 1) @ params["w_x"] + _bias(params["b"], 3)
     mask_t = None if mask is None else mask.T
     if initial_carry is None:
         dtype = jnp.result_type(xw.dtype, w_h.dtype)
