@@ -42,12 +42,13 @@ def test_padding_never_changes_emissions_or_decoded_tags(cls):
     words, mask, chars, case = random_inputs(0)
     model = tiny(cls)
     variables = model.init(jax.random.key(0), words, mask, chars, case)
-    short = model.apply(variables, words, mask, chars, case)
+    apply = jax.jit(model.apply)
+    short = apply(variables, words, mask, chars, case)
     # Five more padded steps, two more padded character slots, and garbage ids under the padding.
     grow = lambda a, n, fill: np.concatenate([a, np.full(a.shape[:1] + (n,) + a.shape[2:], fill, a.dtype)], axis=1)
     long_words, long_mask, long_case = grow(words, 5, 7), grow(mask, 5, False), grow(case, 5, 3)
     long_chars = np.concatenate([grow(chars, 5, 0), np.zeros(chars.shape[:1] + (11, 2), np.int32)], axis=2)
-    long = model.apply(variables, long_words, long_mask, long_chars, long_case)
+    long = apply(variables, long_words, long_mask, long_chars, long_case)
     real = mask
     np.testing.assert_allclose(np.asarray(long["emissions"])[:, :6][real], np.asarray(short["emissions"])[real],
                                rtol=1e-5, atol=1e-5)
