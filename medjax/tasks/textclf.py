@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import flax.linen as nn
 import jax
@@ -61,6 +61,13 @@ class Config(TrainConfig):
     weight_decay: float = 1e-4  # decoupled weight decay (adamw) or L2 (sgd)
     schedule: str = "cosine"  # one of medjax.train.optim.SCHEDULES: constant, cosine, multistep
     clip_norm: float = 1.0  # clip gradients to this global norm; 0 turns clipping off
+
+
+def smoke_config(**overrides: Any) -> Config:
+    """A seconds-long run of the same pipeline: 40 abstracts per split, short documents, a tiny model, one epoch."""
+    small = {"limit": 40, "epochs": 1, "batch_size": 8, "eval_batch_size": 8, "max_length": 48, "bucket": 48,
+             "embed_dim": 16, "hidden": 16, "mlp_dim": 16, "num_heads": 2, "progress": False}
+    return Config(**{**small, **overrides})
 
 
 def _lstm(config: Config, vocab_size: int, num_classes: int) -> nn.Module:

@@ -1,6 +1,7 @@
 """The textclf task: padding never changes a classifier's logits, the loss/score against NumPy and scikit-learn, and a
 short `medjax train textclf` + `medjax keywords` run on the real abstracts."""
 
+import dataclasses
 import json
 
 import jax
@@ -100,8 +101,8 @@ def test_train_then_keywords_from_the_command_line(abstracts_dir, tmp_path, caps
     workdir = tmp_path / "run"
     argv = ["train", "textclf", "--workdir", str(workdir), "--data-dir", str(abstracts_dir), "--model",
             "transformer", "--limit", "40", "--epochs", "1", "--batch-size", "8", "--eval-batch-size", "8",
-            "--max-length", "48", "--bucket", "48", "--embed-dim", "16", "--mlp-dim", "16", "--num-heads", "2",
-            "--num-devices", "1", "--no-progress"]
+            "--max-length", "48", "--bucket", "48", "--embed-dim", "16", "--hidden", "16", "--mlp-dim", "16",
+            "--num-heads", "2", "--num-devices", "1", "--no-progress"]
     assert cli.main(argv) == 0
     for name in ("config.json", "metrics.jsonl", "results.json", "predictions_test.npz", "checkpoints"):
         assert (workdir / name).exists(), name
@@ -120,6 +121,9 @@ def test_train_then_keywords_from_the_command_line(abstracts_dir, tmp_path, caps
     assert results["test_macro_f1"] == pytest.approx(f1_score(labels, pred, average="macro", labels=range(5)))
     assert 0.0 <= results["test_baseline_macro_f1"] <= 1.0 and "val_baseline_accuracy" in results
     assert "TF-IDF + logistic regression baseline" in capsys.readouterr().out
+    # The command line and the smoke config describe the same run.
+    smoke = textclf.smoke_config(workdir=str(workdir), data_dir=str(abstracts_dir), model="transformer", num_devices=1)
+    assert saved["config"] == json.loads(json.dumps(dataclasses.asdict(smoke)))
 
     for method in ("attention", "gradient"):
         cli.main(["keywords", "--workdir", str(workdir), "--top-k", "4", "--method", method,
