@@ -1,5 +1,7 @@
 """The LSTM/RNN maths against NumPy, a step-by-step loop, PyTorch with copied weights and finite differences."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,6 +9,7 @@ import pytest
 from jax.test_util import check_grads
 
 from medjax.nn.recurrent import (
+    IMPLEMENTATIONS,
     LSTM,
     TutorialLSTMClassifier,
     init_lstm_params,
@@ -16,7 +19,14 @@ from medjax.nn.recurrent import (
     rnn_cell,
 )
 
-IMPLEMENTATIONS = ("custom_vjp", "scan")
+
+def _float64():
+    """A context in which new arrays are float64 (`jax.enable_x64` on new jax, `jax.experimental` on older)."""
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64(True)
+    from jax.experimental import enable_x64
+
+    return enable_x64()
 
 
 def _sigmoid(z):
@@ -118,7 +128,7 @@ def test_fast_path_equals_reference_in_values_and_gradients(mask_kind):
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 def test_layer_gradients_match_finite_differences(implementation):
-    with jax.enable_x64(True) if hasattr(jax, "enable_x64") else jax.experimental.enable_x64():
+    with _float64():
         x, mask, _ = _batch(batch=2, time=4, features=3)
         params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), _params(features=3, hidden=2))
         carry = (jnp.full((2, 2), 0.3), jnp.full((2, 2), -0.2))
@@ -217,9 +227,19 @@ def test_dropout_acts_between_layers_only_when_training():
     x, mask, _ = _batch()
     model = LSTM(5, num_layers=2, dropout=0.5)
     variables = model.init(jax.random.key(0), x)
+
+    @functools.partial(jax.jit, static_argnums=2)
+    def run(variables, key, train):
+        return model.apply(variables, x, mask, train=train, rngs={"dropout": key})
+
+    key = jax.random.key(1)
     plain = LSTM(5, num_layers=2).apply(variables, x, mask)
-    np.testing.assert_array_equal(model.apply(variables, x, mask)[0], plain[0])
-    dropped, _ = model.apply(variables, x, mask, train=True, rngs={"dropout": jax.random.key(1)})
+    for got, want in zip(jax.tree.leaves(run(variables, key, False)), jax.tree.leaves(plain)):
+        np.testing.assert_array_equal(got, want)
+    dropped, (c_n, h_n) = run(variables, key, True)
+    # Layer 0 reads the input undropped; layer 1 reads dropped outputs of layer 0.
+    np.testing.assert_array_equal(h_n[0], plain[1][1][0])
+    np.testing.assert_array_equal(c_n[0], plain[1][0][0])
     assert np.abs(np.asarray(dropped - plain[0])).max() > 1e-3
     np.testing.assert_array_equal(np.asarray(dropped)[~np.asarray(mask)], 0)
 
