@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from medjax.nn.checks import check_array
 from medjax.nn.lstm_fast import lstm_recurrence
 
 Params = Mapping[str, jax.Array]
@@ -79,11 +80,8 @@ def rnn_cell(params: Params, h: jax.Array, x: jax.Array, activation=jnp.tanh):
     return h, h
 
 
-def _check_mask(mask: jax.Array, batch: int, time: int, name: str = "mask") -> None:
-    if jnp.dtype(mask.dtype) != jnp.bool_:
-        raise TypeError(f"{name} must be bool[batch, time] (True on valid steps); got dtype {mask.dtype}")
-    if mask.shape != (batch, time):
-        raise ValueError(f"{name} must be bool[batch, time] = bool[{batch}, {time}]; got shape {mask.shape}")
+def _check_mask(mask: jax.Array, batch: int, time: int) -> None:
+    check_array(mask, "mask", dims=("batch", "time"), shape=(batch, time), dtype_kind="b", hint="True on valid steps")
 
 
 def _check_lstm_layer(params: Params, x: jax.Array, mask, initial_carry, implementation: str) -> None:
@@ -91,29 +89,23 @@ def _check_lstm_layer(params: Params, x: jax.Array, mask, initial_carry, impleme
     missing = {"w_x", "w_h", "b"} - set(params)
     if missing:
         raise ValueError(f"LSTM params need keys 'w_x', 'w_h', 'b'; missing {sorted(missing)} in {sorted(params)}")
-    if x.ndim != 3:
-        raise ValueError(f"x must be f32[batch, time, features]; got rank {x.ndim}, shape {x.shape}")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"x must be a floating array f32[batch, time, features]; got dtype {x.dtype}")
+    check_array(x, "x", dims=("batch", "time", "features"))
     batch, time, features = x.shape
     if time == 0:
         raise ValueError(f"x must have at least one time step; got shape {x.shape}")
+    check_array(params["w_h"], "params['w_h']", dims=("hidden", "4 * hidden"))
     hidden = params["w_h"].shape[0]
-    expected = {"w_x": (features, 4 * hidden), "w_h": (hidden, 4 * hidden), "b": (4 * hidden,)}
-    for key, shape in expected.items():
-        if params[key].shape != shape:
-            raise ValueError(
-                f"params['{key}'] must have shape {shape} for x with {features} features and hidden size {hidden} "
-                f"(from w_h); got {params[key].shape}"
-            )
+    why = f"For x with {features} features and hidden size {hidden} (the rows of w_h)"
+    check_array(params["w_h"], "params['w_h']", shape=(hidden, 4 * hidden), hint=why)
+    check_array(params["w_x"], "params['w_x']", shape=(features, 4 * hidden), hint=why)
+    check_array(params["b"], "params['b']", shape=(4 * hidden,), hint=why)
     if mask is not None:
         _check_mask(mask, batch, time)
     if initial_carry is not None:
         if not isinstance(initial_carry, (tuple, list)) or len(initial_carry) != 2:
             raise ValueError(f"initial_carry must be a pair (c, h); got {type(initial_carry).__name__}")
         for name, part in zip(("c", "h"), initial_carry):
-            if part.shape != (batch, hidden):
-                raise ValueError(f"initial_carry {name} must be f32[{batch}, {hidden}]; got shape {part.shape}")
+            check_array(part, f"initial_carry {name}", dims=("batch", "hidden"), shape=(batch, hidden))
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}; got {implementation!r}")
 
@@ -189,8 +181,7 @@ def last_valid(outputs: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     Returns:
       f32[batch, H]. A sequence with no valid step reads its last position.
     """
-    if outputs.ndim != 3:
-        raise ValueError(f"outputs must be f32[batch, time, H]; got shape {outputs.shape}")
+    check_array(outputs, "outputs", dims=("batch", "time", "hidden"))
     if mask is None:
         return outputs[:, -1]
     batch, time, _ = outputs.shape
@@ -250,8 +241,8 @@ class LSTM(nn.Module):
         if initial_carry is not None:
             expected = (self.num_layers * len(suffixes), x.shape[0], self.hidden)
             for name, part in zip(("c0", "h0"), initial_carry):
-                if part.shape != expected:
-                    raise ValueError(f"initial_carry {name} must be f32{list(expected)}; got shape {part.shape}")
+                dims = ("layers * directions", "batch", "hidden")
+                check_array(part, f"initial_carry {name}", dims=dims, shape=expected)
         finals_c, finals_h = [], []
         for layer in range(self.num_layers):
             if layer > 0 and self.dropout > 0:
@@ -265,7 +256,7 @@ class LSTM(nn.Module):
                 outputs.append(out)
                 finals_c.append(c)
                 finals_h.append(h)
-            x = jnp.concatenate(outputs, axis=-1) if len(outputs) > 1 else outputs[0]
+            x = jnp.concatenate(outputs, axis=-1)
         return x, (jnp.stack(finals_c), jnp.stack(finals_h))
 
 
