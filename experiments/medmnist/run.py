@@ -6,7 +6,8 @@ AUC 0.857, ACC 0.812; best in the table AUC 0.919 (Google AutoML Vision).
 Command (from the repository root; ~1 h per ResNet-18 seed on a shared 2-core CPU, see RESULTS.md):
   .venv/bin/python experiments/medmnist/run.py --data-dir ../shared/data/breastmnist-copy --model resnet18 \
       --seeds 0 1 2 --out runs/medmnist-breast-resnet18
-Smoke test (seconds): add ``--smoke`` (tutorial CNN, 2 epochs).
+Smoke test (seconds): add ``--smoke`` (tutorial CNN, 2 epochs). A budgeted run: ``--epochs 20`` (same recipe, the
+learning-rate cuts at epochs 10 and 15).
 
 Each seed is one `medjax train medmnist` run in ``<out>/seed<k>`` (config.json, metrics.jsonl, results.json,
 checkpoints/, predictions_test.npz); a seed whose results.json exists is not rerun, and an interrupted one resumes from
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", default="resnet18", help="cnn, resnet18 or resnet50 (default: resnet18)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per seed (default: 0 1 2)")
     parser.add_argument("--out", required=True, help="parent folder of the per-seed work folders")
+    parser.add_argument("--epochs", type=int, default=100,
+                        help="epochs per seed (default: 100, the recipe; the milestones stay at 50%% and 75%%)")
     parser.add_argument("--smoke", action="store_true", help="tutorial CNN for 2 epochs: checks the pipeline")
     args = parser.parse_args(argv)
 
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
         workdir = out / f"seed{seed}"
         results_path = workdir / "results.json"
         if not results_path.exists():
-            overrides = {"model": "cnn", "epochs": 2} if args.smoke else {"model": args.model}
+            overrides = {"model": "cnn", "epochs": 2} if args.smoke else {"model": args.model, "epochs": args.epochs}
             config = medmnist.Config(dataset="breastmnist", data_dir=args.data_dir, workdir=str(workdir), seed=seed,
                                      progress=False, **overrides)
             loop.train(medmnist.build_task(config), config, task_name="medmnist")
