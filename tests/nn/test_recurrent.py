@@ -51,7 +51,7 @@ def _batch(batch=3, time=6, features=4, seed=0):
     x = rng.normal(size=(batch, time, features)).astype(np.float32)
     lengths = np.array([time, 2, time - 1, 1][:batch])
     mask = np.arange(time)[None, :] < lengths[:, None]
-    return jnp.asarray(x), jnp.asarray(mask), lengths
+    return jnp.asarray(x), jnp.asarray(mask)
 
 
 def _params(features=4, hidden=5, seed=1):
@@ -75,6 +75,7 @@ def test_rnn_cell_matches_numpy_equation():
     rng = np.random.default_rng(3)
     params = {"w_x": rng.normal(size=(4, 5)), "w_h": rng.normal(size=(5, 5)), "b": rng.normal(size=(5,))}
     x, h = rng.normal(size=(3, 4)), rng.normal(size=(3, 5))
+    # The tutorial's form W_hh h + W_xh x + b, per example, with W_hh = w_hᵀ and W_xh = w_xᵀ.
     z = np.einsum("ij,bj->bi", params["w_h"].T, h) + np.einsum("ij,bj->bi", params["w_x"].T, x) + params["b"]
     params32 = jax.tree.map(jnp.float32, params)
     for activation, expected in [(jnp.tanh, np.tanh(z)), (jax.nn.relu, np.maximum(z, 0))]:
@@ -86,7 +87,7 @@ def test_rnn_cell_matches_numpy_equation():
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("reverse", [False, True])
 def test_layer_equals_python_loop_over_the_cell(implementation, reverse):
-    x, mask, _ = _batch()
+    x, mask = _batch()
     params = _params()
     rng = np.random.default_rng(4)
     c0, h0 = (jnp.asarray(rng.normal(size=(3, 5)), jnp.float32) for _ in range(2))
@@ -106,7 +107,7 @@ def test_layer_equals_python_loop_over_the_cell(implementation, reverse):
 
 @pytest.mark.parametrize("mask_kind", ["none", "padded", "holes"])
 def test_fast_path_equals_reference_in_values_and_gradients(mask_kind):
-    x, mask, _ = _batch()
+    x, mask = _batch()
     mask = {"none": None, "padded": mask, "holes": mask.at[0, 2].set(False).at[2, 0].set(False)}[mask_kind]
     params = _params()
     rng = np.random.default_rng(5)
@@ -129,7 +130,7 @@ def test_fast_path_equals_reference_in_values_and_gradients(mask_kind):
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 def test_layer_gradients_match_finite_differences(implementation):
     with _float64():
-        x, mask, _ = _batch(batch=2, time=4, features=3)
+        x, mask = _batch(batch=2, time=4, features=3)
         params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), _params(features=3, hidden=2))
         carry = (jnp.full((2, 2), 0.3), jnp.full((2, 2), -0.2))
         x = jnp.asarray(x, jnp.float64)
@@ -145,7 +146,7 @@ def test_layer_gradients_match_finite_differences(implementation):
 
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_padded_positions_never_change_valid_outputs(bidirectional):
-    x, mask, _ = _batch()
+    x, mask = _batch()
     noisy = jnp.where(mask[:, :, None], x, 1e3 * jax.random.normal(jax.random.key(7), x.shape))
     model = LSTM(5, num_layers=2, bidirectional=bidirectional)
     variables = model.init(jax.random.key(0), x)
@@ -171,7 +172,7 @@ def test_last_valid_reads_each_sequences_last_valid_step():
 
 
 def test_jit_vmap_grad_compose_with_the_pure_functions():
-    x, mask, _ = _batch()
+    x, mask = _batch()
     ensemble = jax.vmap(lambda k: init_lstm_params(k, 4, 5))(jax.random.split(jax.random.key(0), 3))
 
     def loss(params):
@@ -229,7 +230,7 @@ def test_missing_parameter_and_bad_module_carry_are_named():
 
 
 def test_dropout_acts_between_layers_only_when_training():
-    x, mask, _ = _batch()
+    x, mask = _batch()
     model = LSTM(5, num_layers=2, dropout=0.5)
     variables = model.init(jax.random.key(0), x)
 
