@@ -19,7 +19,8 @@ import numpy as np
 MALLOC_TUNING = {"MALLOC_MMAP_THRESHOLD_": "2000000000", "MALLOC_TRIM_THRESHOLD_": "20000000000"}
 
 # Environment variables that change speed; every record copies them, so a table can be traced to its settings.
-RECORDED_ENV = (*MALLOC_TUNING, "XLA_FLAGS", "JAX_PLATFORMS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_CPP_MIN_LOG_LEVEL")
+RECORDED_ENV = (*MALLOC_TUNING, "MALLOC_ARENA_MAX", "GLIBC_TUNABLES", "XLA_FLAGS", "JAX_PLATFORMS", "OMP_NUM_THREADS",
+                "MKL_NUM_THREADS", "TF_CPP_MIN_LOG_LEVEL")
 
 
 def summarize(seconds: np.ndarray) -> dict[str, float]:
@@ -73,10 +74,40 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def runnable_tasks() -> int:
+    """Tasks runnable on the machine at this instant, this one excluded (``/proc/loadavg``'s fourth field).
+
+    Unlike the load average, which decays over a minute, this says whether other jobs are competing right now.
+    """
+    with open("/proc/loadavg") as file:
+        running = int(file.read().split()[3].split("/")[0])
+    return max(running - 1, 0)
+
+
+def wait_for_quiet(max_runnable: int, max_wait_s: float, samples: int = 5) -> dict:
+    """Waits until at most ``max_runnable`` other tasks are runnable (median of ``samples`` readings 0.2 s apart),
+    or ``max_wait_s`` has passed, so that a timed process does not start in the middle of someone else's job.
+
+    Returns:
+      ``{"waited_s", "runnable"}``: how long it waited and the last median reading.
+    """
+    start = time.time()
+    while True:
+        readings = []
+        for _ in range(samples):
+            readings.append(runnable_tasks())
+            time.sleep(0.2)
+        runnable = int(np.median(readings))
+        if runnable <= max_runnable or time.time() - start >= max_wait_s:
+            return {"waited_s": round(time.time() - start, 1), "runnable": runnable}
+        time.sleep(2.0)
+
+
 def process_facts() -> dict:
     """What else was true of this process and machine while it ran: CPUs it may use, load, and speed-relevant env."""
     return {
         "cpus_available": len(os.sched_getaffinity(0)),
         "load_average_1m": os.getloadavg()[0],
+        "runnable_tasks": runnable_tasks(),
         "env": {name: os.environ[name] for name in RECORDED_ENV if name in os.environ},
     }

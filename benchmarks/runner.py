@@ -18,6 +18,7 @@ import os
 import pathlib
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -43,8 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--size", action="append", default=[], metavar="[WORKLOAD:]NAME=VALUE",
                         help="override a size, e.g. batch=32 (every workload that has it) or lstm:time=100; repeatable")
     parser.add_argument("--tiny", action="store_true", help="the tests' tiny sizes: checks the machinery in seconds")
-    parser.add_argument("--growth", action="store_true", help="also sweep batch size and sequence length (LSTM, "
-                        "attention) and draw step time against each as PNG")
+    parser.add_argument("--growth", action="store_true", help="also sweep batch size (CNN, LSTM, attention) and "
+                        "sequence length (LSTM, attention); draw step time against each as PNG")
     parser.add_argument("--growth-variants", default=",".join(GROWTH_VARIANTS), help="variants of the growth sweeps")
     parser.add_argument("--growth-steps", type=int, default=50, help="timed steps per growth point (default: 50)")
     parser.add_argument("--growth-repeats", type=int, default=1, help="processes per growth point (default: 1)")
@@ -52,6 +53,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-malloc-tuning", action="store_true",
                         help=f"do not set {' '.join(f'{k}={v}' for k, v in measure.MALLOC_TUNING.items())} "
                              "(set by default, for both frameworks alike)")
+    parser.add_argument("--quiet", type=int, default=-1, metavar="N",
+                        help="before each timed process, wait until at most N other tasks are runnable (a shared "
+                             "machine); -1 (default) starts at once")
+    parser.add_argument("--quiet-wait", type=float, default=300, help="the longest wait for --quiet, in seconds")
     parser.add_argument("--seed", type=int, default=0, help="seeds every batch and initial weights (default: 0)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds before a process is stopped")
     parser.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "out"), help="parent folder of the run folder")
@@ -136,6 +141,8 @@ class Launcher:
             command += ["--sizes", json.dumps(dict(sizes)), "--start", str(self.start_path(tag))]
         log_path = self.run_dir / "logs" / f"{name}.log"
         print(f"  {name}", end=" ", flush=True)
+        quiet = (measure.wait_for_quiet(self.args.quiet, self.args.quiet_wait)
+                 if self.args.quiet >= 0 and task != "prepare" else None)
         started = time.time()
         with open(log_path, "w") as log:
             try:
@@ -149,6 +156,8 @@ class Launcher:
         else:
             tail = log_path.read_text().strip().splitlines()[-1:] or [""]
             record = {"status": status, "error": tail[0][:500], "workload": workload, "variant": task}
+        if quiet is not None:
+            record["quiet"] = quiet
         print(f"{record.get('status', 'ok')} {_short(record)} [{time.time() - started:.0f} s]", flush=True)
         return record
 
@@ -252,6 +261,19 @@ def versions(records: list[dict]) -> dict[str, str]:
     return found
 
 
+def _contention(records: list[dict]) -> str:
+    """How busy the machine was when the timed processes started: other runnable tasks and the 1-minute load."""
+    started = [r["process"] for r in records if "process" in r and "runnable_tasks" in r["process"]]
+    if not started:
+        return "Machine load at process starts: not recorded."
+    runnable = [p["runnable_tasks"] for p in started]
+    load = [p["load_average_1m"] for p in started]
+    waited = sum(r.get("quiet", {}).get("waited_s", 0) for r in records)
+    return (f"Machine load at the start of the {len(started)} timed processes: other runnable tasks median "
+            f"{statistics.median(runnable):g} (max {max(runnable)}), 1-minute load average median "
+            f"{statistics.median(load):.2f} (max {max(load):.2f}); waited {waited:.0f} s in all for a quiet machine.")
+
+
 def write_report(run_dir: pathlib.Path, command: str, env: Mapping[str, str], summary: Mapping[str, dict],
                  records: list[dict], points: list[dict], plots: list[pathlib.Path], titles: Mapping[str, str],
                  started: dict[str, Any]) -> str:
@@ -267,7 +289,7 @@ def write_report(run_dir: pathlib.Path, command: str, env: Mapping[str, str], su
              f"start, {facts['load_average_1m_end']:.2f} at the end.", "",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in facts["versions"].items()) + f", Python {started['python']}.",
              "", "Environment of every process: " + (", ".join(f"`{k}={v}`" for k, v in facts["env"].items()) or "none"),
-             "", table]
+             "", _contention(records), "", table]
     lines += [f"![{plot.stem}]({plot.name})" for plot in plots]
     text = "\n".join(lines) + "\n"
     (run_dir / "report.md").write_text(text)
