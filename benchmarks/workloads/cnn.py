@@ -12,7 +12,7 @@ from medjax.train.losses import softmax_cross_entropy
 TITLE = "tutorial CNN"
 SIZES = {"batch": 64, "size": 28, "channels": 1, "classes": 10}
 TINY = {"batch": 4, "size": 8, "channels": 1, "classes": 3}
-GROWTH = {"batch": (16, 32, 64, 128, 256)}
+GROWTH = {"batch": (16, 64, 256)}
 
 
 def make_batch(sizes: Mapping[str, int], seed: int) -> dict[str, np.ndarray]:

@@ -14,7 +14,7 @@ from medjax.train.losses import softmax_cross_entropy
 TITLE = "tutorial LSTM"
 SIZES = {"batch": 64, "time": 50, "features": 10, "hidden": 32, "layers": 2, "classes": 2}
 TINY = {"batch": 4, "time": 5, "features": 3, "hidden": 6, "layers": 2, "classes": 2}
-GROWTH = {"batch": (16, 32, 64, 128, 256), "time": (25, 50, 100, 200, 400)}
+GROWTH = {"batch": (16, 64, 256), "time": (25, 100, 400)}
 
 
 def make_batch(sizes: Mapping[str, int], seed: int) -> dict[str, np.ndarray]:
