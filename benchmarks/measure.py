@@ -13,9 +13,9 @@ from typing import Callable
 
 import numpy as np
 
-# The allocator settings both frameworks run under (PERF-NOTES: by default glibc hands large freed blocks back to the OS,
-# so each step faults them in again; both sides are slowed, and by different amounts). The runner sets them for every
-# process it starts unless told not to, and each record says what was in force.
+# The allocator settings both frameworks run under (PERF-NOTES: by default glibc hands large freed blocks back to the
+# OS, so each step faults them in again; both sides are slowed, and by different amounts). The runner sets them for
+# every process it starts unless told not to, and each record says what was in force.
 MALLOC_TUNING = {"MALLOC_MMAP_THRESHOLD_": "2000000000", "MALLOC_TRIM_THRESHOLD_": "20000000000"}
 
 # Environment variables that change speed; every record copies them, so a table can be traced to its settings.

@@ -39,7 +39,8 @@ def draw_growth(points: list[dict], out_dir: str | pathlib.Path, titles: Mapping
             if not ok:
                 continue
             values = [p["value"] for p in ok]
-            line, = ax.plot(values, [p["median_ms"] for p in ok], marker="o", label=VARIANT_TITLES.get(variant, variant))
+            label = VARIANT_TITLES.get(variant, variant)
+            line, = ax.plot(values, [p["median_ms"] for p in ok], marker="o", label=label)
             ax.fill_between(values, [p["p10_ms"] for p in ok], [p["p90_ms"] for p in ok], color=line.get_color(),
                             alpha=0.2)
         ax.set_xscale("log", base=2)

@@ -129,15 +129,16 @@ def markdown(summary: Mapping[str, dict], titles: Mapping[str, str] | None = Non
         diffs = entry["first_loss_diff"]
         worst = max(diffs.values()) if diffs else float("nan")
         check = f"{'yes' if entry['loss_check'] else '**NO**'} (Δ ≤ {worst:.1e})"
-        lines.append(f"| {titles.get(workload, workload)} | {_sizes(entry['sizes'])} | {_cell(variants.get('medjax'))} | "
-                     f"{_cell(variants.get('torch'))} | {_cell(variants.get('torch-compile'))} | {ratio} | "
-                     f"{per_repeat} | {met} | {check} |")
+        lines.append(f"| {titles.get(workload, workload)} | {_sizes(entry['sizes'])} | "
+                     f"{_cell(variants.get('medjax'))} | {_cell(variants.get('torch'))} | "
+                     f"{_cell(variants.get('torch-compile'))} | {ratio} | {per_repeat} | {met} | {check} |")
     lines += [
         "",
         "Step times: median over processes of each process's median step (p10–p90 of all timed steps pooled).",
         "",
-        "| workload | processes (medjax / eager / compile) | compile s: medjax (lower+compile) / torch.compile (first step) "
-        "| peak RSS MB: medjax / eager / compile | page faults per step: medjax / eager / compile | torch threads |",
+        "| workload | processes (medjax / eager / compile) "
+        "| compile s: medjax (lower+compile) / torch.compile (first step) | peak RSS MB: medjax / eager / compile "
+        "| page faults per step: medjax / eager / compile | torch threads |",
         "|---|---|---|---|---|---|",
     ]
     for workload, entry in summary.items():
@@ -149,7 +150,8 @@ def markdown(summary: Mapping[str, dict], titles: Mapping[str, str] | None = Non
         rss = " / ".join(get(v, "peak_rss_mb", ".0f") for v in ("medjax", *TORCH_VARIANTS))
         faults = " / ".join(get(v, "faults_per_step", ".0f") for v in ("medjax", *TORCH_VARIANTS))
         threads = variants.get("torch", {}).get("threads") or "–"
-        lines.append(f"| {titles.get(workload, workload)} | {processes} | {compile_text} | {rss} | {faults} | {threads} |")
+        lines.append(f"| {titles.get(workload, workload)} | {processes} | {compile_text} | {rss} | {faults} "
+                     f"| {threads} |")
     failures = [(w, v, s.get("error", "")) for w, e in summary.items() for v, s in e["variants"].items()
                 if s["status"] != "ok"]
     if failures:

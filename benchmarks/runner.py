@@ -40,7 +40,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
     parser.add_argument("--repeats", type=int, default=3, help="processes per variant (default: 3)")
     parser.add_argument("--steps", type=int, default=100, help="timed steps per process (default: 100)")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed steps after the first, per process (default: 10)")
+    parser.add_argument("--warmup", type=int, default=10,
+                        help="untimed steps after the first, per process (default: 10)")
     parser.add_argument("--size", action="append", default=[], metavar="[WORKLOAD:]NAME=VALUE",
                         help="override a size, e.g. batch=32 (every workload that has it) or lstm:time=100; repeatable")
     parser.add_argument("--tiny", action="store_true", help="the tests' tiny sizes: checks the machinery in seconds")
@@ -201,7 +202,8 @@ def benchmark(launcher: Launcher, stage: str, cases: Mapping[str, Case], variant
         mine = {tag: case.sizes for tag, case in cases.items() if case.workload == workload}
         record = launcher.launch("prepare", workload, f"{workload}-{stage}-prepare", mine)
         if record.get("status") != "ok":
-            raise RuntimeError(f"preparing {workload} failed: {record.get('error')} (log in {launcher.run_dir / 'logs'})")
+            raise RuntimeError(f"preparing {workload} failed: {record.get('error')} "
+                               f"(log in {launcher.run_dir / 'logs'})")
         prepared.update(zip(mine, record["cases"]))
     records: list[dict] = []
     for repeat in range(repeats):
@@ -246,8 +248,9 @@ def growth_points(records: list[dict], cases: Mapping[str, Case]) -> list[dict]:
 
 def machine_facts() -> dict[str, Any]:
     """The machine, for the report: CPU model, CPUs, memory, OS, Python."""
-    cpu = next((line.split(":", 1)[1].strip() for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if pathlib.Path("/proc/cpuinfo").exists() else ""
+    cpuinfo = pathlib.Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
     return {"cpu": cpu, "cpus": os.cpu_count(), "cpus_available": len(os.sched_getaffinity(0)),
             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
             "os": platform.platform(), "python": platform.python_version(), "load_average_1m": os.getloadavg()[0]}
@@ -287,8 +290,10 @@ def write_report(run_dir: pathlib.Path, command: str, env: Mapping[str, str], su
              f"Machine: {started['cpu']}, {started['cpus_available']} CPUs available of {started['cpus']}, "
              f"{started['memory_gib']} GiB, {started['os']}; load average {started['load_average_1m']:.2f} at the "
              f"start, {facts['load_average_1m_end']:.2f} at the end.", "",
-             "Versions: " + ", ".join(f"{k} {v}" for k, v in facts["versions"].items()) + f", Python {started['python']}.",
-             "", "Environment of every process: " + (", ".join(f"`{k}={v}`" for k, v in facts["env"].items()) or "none"),
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in facts["versions"].items())
+             + f", Python {started['python']}.",
+             "", "Environment of every process: "
+             + (", ".join(f"`{k}={v}`" for k, v in facts["env"].items()) or "none"),
              "", _contention(records), "", table]
     lines += [f"![{plot.stem}]({plot.name})" for plot in plots]
     text = "\n".join(lines) + "\n"
@@ -315,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         sweep = growth_cases(args.workloads, sizes)
         if sweep:
             print("cost growth")
-            growth_records, _ = benchmark(launcher, "growth", sweep, args.growth_variants, args.growth_repeats, args.growth_steps)
+            growth_records, _ = benchmark(launcher, "growth", sweep, args.growth_variants, args.growth_repeats,
+                                          args.growth_steps)
             points = growth_points(growth_records, sweep)
             from benchmarks import plots
 

@@ -22,7 +22,8 @@ LEARNING_RATE = 1e-3
 
 
 def set_threads(threads: int | None) -> int:
-    """Gives PyTorch ``threads`` intra-op threads (default: every CPU this process may use, as XLA's CPU client does)."""
+    """Gives PyTorch ``threads`` intra-op threads (default: every CPU this process may use, as XLA's CPU client
+    does)."""
     threads = threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     return torch.get_num_threads()
@@ -61,7 +62,8 @@ def run(name: str, sizes: Mapping[str, int], start_path: str, steps: int, warmup
     """
     cuda = device.startswith("cuda")
     record: dict = {"framework": {"torch": torch.__version__}, "backend": device,
-                    "threads": None if cuda else set_threads(threads), "interop_threads": torch.get_num_interop_threads(),
+                    "threads": None if cuda else set_threads(threads),
+                    "interop_threads": torch.get_num_interop_threads(),
                     "amp_dtype": None if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
                     "channels_last": channels_last}
     twin = workloads.torch_module(name)

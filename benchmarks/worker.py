@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> dict:
                 **medjax_step.run(args.workload, sizes, args.start[0], args.steps, args.warmup)}
     from benchmarks import torch_step
 
-    # The twin takes the sizes the medjax side resolved (the runner passes them all), so it needs no defaults of its own.
+    # The twin takes the sizes the medjax side resolved (the runner passes all of them): it has no defaults of its own.
     return {"sizes": overrides[0], **torch_step.run(args.workload, overrides[0], args.start[0], args.steps, args.warmup,
                                                      compile=args.task == "torch-compile",
                                                      threads=args.threads or None)}

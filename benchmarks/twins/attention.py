@@ -1,4 +1,4 @@
-"""PyTorch twin of the tutorial attention classifier, with ``F.scaled_dot_product_attention`` (PyTorch's fused kernel)."""
+"""PyTorch twin of the tutorial attention classifier, with ``F.scaled_dot_product_attention`` (the fused kernel)."""
 
 from __future__ import annotations
 

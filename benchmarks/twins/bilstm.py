@@ -1,4 +1,4 @@
-"""PyTorch twin of the NER-size BiLSTM tagger: ``nn.Embedding`` → bidirectional ``nn.LSTM`` → per-token ``nn.Linear``."""
+"""PyTorch twin of the NER-size BiLSTM tagger: ``nn.Embedding``, bidirectional ``nn.LSTM``, per-token ``nn.Linear``."""
 
 from __future__ import annotations
 

@@ -4,14 +4,14 @@ A workload module `benchmarks.workloads.<name>` holds the medjax side and import
   ``TITLE`` (the table's row label), ``SIZES`` (the CPU benchmark's shapes), ``TINY`` (shapes for the tests), ``GROWTH``
   (``{size name: values}`` for the cost-growth sweeps; may be empty), ``make_batch(sizes, seed) -> {name: ndarray}``,
   ``make_model(sizes) -> flax.linen.Module``, ``init(model, key, batch) -> variables`` and
-  ``loss(model, variables, batch) -> (scalar loss, updated non-parameter collections)``, the loss being the mean over the
-  batch as the PyTorch twin computes it.
+  ``loss(model, variables, batch) -> (scalar loss, updated non-parameter collections)``, the loss being the mean over
+  the batch as the PyTorch twin computes it.
 Its PyTorch twin `benchmarks.twins.<name>` imports only PyTorch and NumPy:
   ``build(sizes, variables) -> torch.nn.Module`` with medjax's initial weights copied in, ``inputs(batch) -> tuple`` of
   tensors, and ``loss(module, inputs) -> scalar tensor``.
 
-The two meet through a `.npz` file written by the medjax side (`save_start`): the batch and the initial variables, so the
-PyTorch process never imports JAX and both sides start from the same bytes.
+The two meet through a `.npz` file written by the medjax side (`save_start`): the batch and the initial variables, so
+the PyTorch process never imports JAX and both sides start from the same bytes.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from benchmarks import gpu
 
 
 def test_attention_flops_by_hand():
-    # One head, T = 2, d = 3: q kᵀ is T·T·d = 12 multiply-adds (24 FLOPs) and α v another 24; backward 2.5 times that.
+    # One head, T = 2, d = 3: q kᵀ is T·T·d = 12 multiply-adds (24 FLOPs), α v another 24; the backward 2.5 times that.
     assert gpu.attention_flops(1, 1, 2, 3) == {"fwd": 48.0, "fwd+bwd": 168.0}
     assert gpu.attention_shapes(tiny=False)[0] == (64, 16, 1024, 128)
     assert all(b * t == gpu.ATTENTION_TOKENS for b, _, t, _ in gpu.attention_shapes(tiny=False))

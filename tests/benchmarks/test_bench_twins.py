@@ -51,7 +51,8 @@ def test_twin_refuses_weights_of_other_sizes(tmp_path):
 
 def test_start_round_trips_nested_variables(tmp_path):
     batch = {"x": np.arange(6, dtype=np.float32).reshape(2, 3)}
-    variables = {"params": {"dense": {"kernel": np.ones((3, 2), np.float32)}}, "batch_stats": {"bn": {"mean": np.zeros(2)}}}
+    variables = {"params": {"dense": {"kernel": np.ones((3, 2), np.float32)}},
+                 "batch_stats": {"bn": {"mean": np.zeros(2)}}}
     workloads.save_start(tmp_path / "s.npz", batch, variables)
     got_batch, got_variables = workloads.load_start(tmp_path / "s.npz")
     np.testing.assert_array_equal(got_batch["x"], batch["x"])
