@@ -17,6 +17,7 @@ import json
 import os
 import pathlib
 import platform
+import re
 import shlex
 import statistics
 import subprocess
@@ -61,6 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seeds every batch and initial weights (default: 0)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds before a process is stopped")
     parser.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "out"), help="parent folder of the run folder")
+    parser.add_argument("--report", nargs="+", metavar="RUN_DIR",
+                        help="time nothing: rebuild the report of finished run folders (several: one merged report)")
     args = parser.parse_args(argv)
     args.workloads = workloads.check_names([w for w in args.workloads.split(",") if w])
     for option in ("variants", "growth_variants"):
@@ -159,6 +162,8 @@ class Launcher:
             record = {"status": status, "error": tail[0][:500], "workload": workload, "variant": task}
         if quiet is not None:
             record["quiet"] = quiet
+        # Every process leaves its record, failed ones included, so a report can be rebuilt from the files alone.
+        out.write_text(json.dumps(record, indent=1))
         print(f"{record.get('status', 'ok')} {_short(record)} [{time.time() - started:.0f} s]", flush=True)
         return record
 
@@ -186,15 +191,13 @@ class Case(NamedTuple):
 
 
 def benchmark(launcher: Launcher, stage: str, cases: Mapping[str, Case], variants: list[str],
-              repeats: int, steps: int) -> tuple[list[dict], dict[str, dict]]:
-    """Prepares each case, then runs every variant of every case ``repeats`` times, alternating.
+              repeats: int, steps: int) -> None:
+    """Prepares each case, then runs every variant of every case ``repeats`` times, alternating; each process leaves
+    its record in the run folder's ``runs/``.
 
     Args:
       stage: names the prepare processes' files (``"main"``, ``"growth"``).
       cases: ``{tag: case}``; the tag names the case's start and processes.
-
-    Returns:
-      (records, each tagged with ``case``, ``workload``, ``variant`` and ``repeat``; ``{tag: prepare record}``).
     """
     prepared = {}
     for workload in dict.fromkeys(case.workload for case in cases.values()):
@@ -205,17 +208,16 @@ def benchmark(launcher: Launcher, stage: str, cases: Mapping[str, Case], variant
             raise RuntimeError(f"preparing {workload} failed: {record.get('error')} "
                                f"(log in {launcher.run_dir / 'logs'})")
         prepared.update(zip(mine, record["cases"]))
-    records: list[dict] = []
+    uncompilable: set[str] = set()  # a failed torch.compile fails again; its first record already says why
     for repeat in range(repeats):
         for tag, (workload, _, _) in cases.items():
             for variant in rotated(variants, repeat):
-                if variant == "torch-compile" and any(r["case"] == tag and r["variant"] == variant and
-                                                      r.get("status") == "does not compile" for r in records):
-                    continue  # a failed compile fails again; the first record already says why
-                record = launcher.launch(variant, workload, f"{tag}-{variant}-r{repeat}", {tag: prepared[tag]["sizes"]},
-                                         steps)
-                records.append({**record, "case": tag, "workload": workload, "variant": variant, "repeat": repeat})
-    return records, prepared
+                if variant == "torch-compile" and tag in uncompilable:
+                    continue
+                record = launcher.launch(variant, workload, f"{tag}-{variant}-r{repeat}",
+                                         {tag: prepared[tag]["sizes"]}, steps)
+                if record.get("status") == "does not compile":
+                    uncompilable.add(tag)
 
 
 def growth_cases(names: list[str], sizes: Mapping[str, Mapping[str, int]]) -> dict[str, Case]:
@@ -277,58 +279,98 @@ def _contention(records: list[dict]) -> str:
             f"{statistics.median(load):.2f} (max {max(load):.2f}); waited {waited:.0f} s in all for a quiet machine.")
 
 
-def write_report(run_dir: pathlib.Path, command: str, env: Mapping[str, str], summary: Mapping[str, dict],
-                 records: list[dict], points: list[dict], plots: list[pathlib.Path], titles: Mapping[str, str],
-                 started: dict[str, Any]) -> str:
-    """Writes ``summary.json``, ``table.md`` and ``report.md`` (machine, versions, command, table, plots)."""
+# Record files: ``{case tag}-{variant}-r{repeat}.json`` for a timed process, ``{workload}-{stage}-prepare.json``.
+RUN_FILE = re.compile(r"^(?P<tag>.+)-(?P<variant>torch-compile|torch|medjax)-r(?P<repeat>\d+)\.json$")
+
+
+def load_run(run_dir: pathlib.Path) -> tuple[list[dict], dict[str, dict], dict[str, Case]]:
+    """Reads a run folder's records back: (timed records with ``case``, ``variant`` and ``repeat``; prepared starts
+    ``{tag: {"sizes", "first_loss", "start"}}``; the cases, growth cases with their ``axis``)."""
+    records, prepared, cases = [], {}, {}
+    for path in sorted((run_dir / "runs").glob("*.json")):
+        record = json.loads(path.read_text())
+        if path.stem.endswith("-prepare"):
+            workload = path.stem.split("-")[0]
+            growth = workloads.medjax_module(workload).GROWTH
+            for case in record.get("cases", []):
+                tag = pathlib.Path(case["start"]).stem
+                axis = next((a for a in growth if tag == f"{workload}-{a}{case['sizes'][a]}"), None)
+                prepared[tag], cases[tag] = case, Case(workload, case["sizes"], axis)
+        elif match := RUN_FILE.match(path.name):
+            records.append({**record, "case": match["tag"], "variant": match["variant"],
+                            "repeat": int(match["repeat"])})
+    return records, prepared, cases
+
+
+def write_report(run_dirs: list[pathlib.Path], out_dir: pathlib.Path) -> tuple[str, dict[str, dict]]:
+    """Builds ``summary.json``, ``table.md``, ``report.md`` and the growth plots in ``out_dir`` from the records of one
+    run folder or several (e.g. light and heavy workloads run apart). Returns (the report, the summary)."""
+    records, prepared, cases = [], {}, {}
+    for run_dir in run_dirs:
+        more_records, more_prepared, more_cases = load_run(run_dir)
+        records += more_records
+        prepared.update(more_prepared)
+        cases.update(more_cases)
+    main_tags = {tag for tag, case in cases.items() if case.axis is None}
+    summary = report.summarize([r for r in records if r["case"] in main_tags], {t: prepared[t] for t in main_tags})
+    growth = {tag: case for tag, case in cases.items() if case.axis is not None}
+    points = growth_points([r for r in records if r["case"] in growth], growth)
+    names = sorted({case.workload for case in cases.values()}, key=workloads.WORKLOADS.index)
+    titles = {name: workloads.medjax_module(name).TITLE for name in names}
+    summary = {name: summary[name] for name in names if name in summary}
+    from benchmarks import plots
+
+    plot_paths = plots.draw_growth(points, out_dir, titles) if points else []
     table = report.markdown(summary, titles)
-    (run_dir / "table.md").write_text(table)
-    facts = {"command": command, "machine": started, "load_average_1m_end": os.getloadavg()[0],
-             "versions": versions(records), "env": {k: env[k] for k in measure.RECORDED_ENV if k in env}}
-    (run_dir / "summary.json").write_text(json.dumps({**facts, "workloads": summary, "growth": points}, indent=1))
-    lines = [f"# Benchmark run {run_dir.name}", "", f"Command: `{command}`", "",
-             f"Machine: {started['cpu']}, {started['cpus_available']} CPUs available of {started['cpus']}, "
-             f"{started['memory_gib']} GiB, {started['os']}; load average {started['load_average_1m']:.2f} at the "
-             f"start, {facts['load_average_1m_end']:.2f} at the end.", "",
-             "Versions: " + ", ".join(f"{k} {v}" for k, v in facts["versions"].items())
-             + f", Python {started['python']}.",
-             "", "Environment of every process: "
-             + (", ".join(f"`{k}={v}`" for k, v in facts["env"].items()) or "none"),
-             "", _contention(records), "", table]
-    lines += [f"![{plot.stem}]({plot.name})" for plot in plots]
+    (out_dir / "table.md").write_text(table)
+    runs = [json.loads((d / "run.json").read_text()) if (d / "run.json").exists() else {"folder": d.name}
+            for d in run_dirs]
+    envs = {json.dumps(r["process"]["env"], sort_keys=True) for r in records if "process" in r}
+    facts = {"runs": runs, "versions": versions(records), "env": [json.loads(e) for e in sorted(envs)]}
+    (out_dir / "summary.json").write_text(json.dumps({**facts, "workloads": summary, "growth": points}, indent=1))
+    lines = [f"# Benchmark {', '.join(d.name for d in run_dirs)}", ""]
+    for run in runs:
+        machine = run.get("machine")
+        lines.append(f"- `{run.get('command', 'command not recorded')}`" + (
+            f" on {machine['cpu']}, {machine['cpus_available']} of {machine['cpus']} CPUs, "
+            f"{machine['memory_gib']} GiB, {machine['os']}; started {run['started']}, "
+            f"load average {machine['load_average_1m']:.2f}"
+            if machine else f" (folder {run['folder']})"))
+    lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in facts["versions"].items()) + ".", "",
+              "Environment of the processes: " + "; ".join(", ".join(f"`{k}={v}`" for k, v in env.items()) or "none"
+                                                           for env in facts["env"]) + ".",
+              "", _contention(records), "", table]
+    lines += [f"![{plot.stem}]({plot.name})" for plot in plot_paths]
     text = "\n".join(lines) + "\n"
-    (run_dir / "report.md").write_text(text)
-    return text
+    (out_dir / "report.md").write_text(text)
+    return text, summary
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m benchmarks` and `medjax bench`; returns 0, or 1 if a first-loss check failed."""
     args = parse_args(argv)
-    sizes = size_overrides(args.size, args.workloads, args.tiny)
-    titles = {name: workloads.medjax_module(name).TITLE for name in args.workloads}
-    run_dir = pathlib.Path(args.out) / time.strftime("%Y%m%d-%H%M%S")
-    env = child_environment(not args.no_malloc_tuning)
-    launcher = Launcher(run_dir, env, args)
-    command = shlex.join(["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)])
-    started = machine_facts()
-    print(f"benchmark run in {run_dir}")
-    cases = {name: Case(name, sizes[name]) for name in args.workloads}
-    records, prepared = benchmark(launcher, "main", cases, args.variants, args.repeats, args.steps)
-    summary = report.summarize(records, prepared)
-    points, plot_paths = [], []
-    if args.growth:
-        sweep = growth_cases(args.workloads, sizes)
+    if args.report:
+        run_dirs = [pathlib.Path(d) for d in args.report]
+        out_dir = run_dirs[0] if len(run_dirs) == 1 else pathlib.Path(args.out) / time.strftime("merged-%Y%m%d-%H%M%S")
+        out_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        sizes = size_overrides(args.size, args.workloads, args.tiny)
+        out_dir = pathlib.Path(args.out) / time.strftime("%Y%m%d-%H%M%S")
+        run_dirs = [out_dir]
+        launcher = Launcher(out_dir, child_environment(not args.no_malloc_tuning), args)
+        command = shlex.join(["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)])
+        (out_dir / "run.json").write_text(json.dumps({"command": command, "started": time.strftime("%Y-%m-%d %H:%M"),
+                                                      "machine": machine_facts()}, indent=1))
+        print(f"benchmark run in {out_dir}")
+        benchmark(launcher, "main", {name: Case(name, sizes[name]) for name in args.workloads}, args.variants,
+                  args.repeats, args.steps)
+        sweep = growth_cases(args.workloads, sizes) if args.growth else {}
         if sweep:
             print("cost growth")
-            growth_records, _ = benchmark(launcher, "growth", sweep, args.growth_variants, args.growth_repeats,
-                                          args.growth_steps)
-            points = growth_points(growth_records, sweep)
-            from benchmarks import plots
-
-            plot_paths = plots.draw_growth(points, run_dir, titles)
-    text = write_report(run_dir, command, env, summary, records, points, plot_paths, titles, started)
-    for path in (run_dir / "start").glob("*.npz"):
-        path.unlink()  # starts are rebuilt from the seed; the weights of ResNet-18 alone are 45 MB
+            benchmark(launcher, "growth", sweep, args.growth_variants, args.growth_repeats, args.growth_steps)
+        for path in (out_dir / "start").glob("*.npz"):
+            path.unlink()  # starts are rebuilt from the seed; the weights of ResNet-18 alone are 45 MB
+    text, summary = write_report(run_dirs, out_dir)
     print(text)
-    print(f"written: {run_dir / 'report.md'}, {run_dir / 'summary.json'}")
+    print(f"written: {out_dir / 'report.md'}, {out_dir / 'summary.json'}")
     return 0 if all(entry["loss_check"] for entry in summary.values()) else 1
