@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=8, help="keywords per abstract")
     parser.add_argument("--show", type=int, default=3, help="abstracts printed in full (one per class, from test)")
     parser.add_argument("--batch", type=int, default=32, help="abstracts scored per jitted call")
+    parser.add_argument("--methods", nargs="+", default=list(kw.SCORERS), choices=list(kw.SCORERS),
+                        help="rankings to compare (an LSTM run has no attention: pass --methods gradient)")
     args = parser.parse_args()
 
     run = kw.restore_classifier(args.workdir)
@@ -60,14 +62,15 @@ def main() -> None:
     predict = jax.jit(lambda v, i, k: run.classifier.apply(v, i, k).argmax(-1))
 
     rng = np.random.default_rng(0)
-    overlaps = {m: [] for m in (*kw.SCORERS, "random")}
+    methods = {m: kw.SCORERS[m] for m in args.methods}
+    overlaps = {m: [] for m in (*methods, "random")}
     shown = set()
     for start in range(0, len(texts), args.batch):
         chunk = texts[start : start + args.batch]
         tokens = [tokenize(t)[: run.config.max_length] for t in chunk]
         ids, mask = pad_batch([run.vocab.encode(t) for t in tokens], bucket=run.config.max_length,
                               max_length=run.config.max_length)
-        scores = {m: np.asarray(f(run.classifier, run.variables, ids, mask)) for m, f in kw.SCORERS.items()}
+        scores = {m: np.asarray(f(run.classifier, run.variables, ids, mask)) for m, f in methods.items()}
         predicted = np.asarray(predict(run.variables, ids, mask))
         for j, text in enumerate(chunk):
             reference = set(tfidf_top(vectorizer, text, args.k))
@@ -83,7 +86,7 @@ def main() -> None:
                 print(f"### test abstract {start + j}: {run.class_names[label]} "
                       f"(predicted: {run.class_names[int(predicted[j])]})\n> {text[:300]}...\n")
                 print(f"- TF-IDF: {', '.join(tfidf_top(vectorizer, text, args.k))}")
-                for m in kw.SCORERS:
+                for m in methods:
                     print(f"- {m}: {', '.join(words[m])}")
                 print()
     print(f"overlap with TF-IDF top-{args.k}, mean over {len(texts)} test abstracts:")

@@ -1,4 +1,5 @@
-"""Tables for RESULTS.md: the split (abstracts per class) and each model's test figures over seeds beside the baseline.
+"""Tables for RESULTS.md: the split (abstracts per class), each model's test figures over seeds beside the baseline,
+per-class F1 of the seed-0 runs, and a paired bootstrap of each seed-0 model's macro-F1 minus the baseline's.
 
 Usage, from the repository root, after `experiments/textclf/run_all.sh`:
   .venv/bin/python experiments/textclf/summarize.py [--runs runs/textclf] [--data-dir ../shared/data/medical-abstracts-tc]
@@ -14,6 +15,8 @@ import re
 import numpy as np
 
 from medjax.data import abstracts
+from medjax.metrics.classification import macro_f1
+from medjax.tasks import textclf
 
 
 def split_table(data_dir: str, seed: int = 0) -> str:
@@ -63,13 +66,58 @@ def results_table(runs: pathlib.Path) -> str:
     return "\n".join(rows)
 
 
+def baseline_test_predictions(data_dir: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels, baseline predictions)`` on the test split, refitted exactly as a seed-0 run fits it."""
+    data = textclf.load_corpus(textclf.Config(data_dir=data_dir))
+    pipeline, _ = textclf.fit_tfidf_baseline(data.texts("train"), data.labels("train"), data.texts("val"),
+                                             data.labels("val"))
+    return data.labels("test"), pipeline.predict(data.texts("test"))
+
+
+def per_class_and_bootstrap(runs: pathlib.Path, data_dir: str, resamples: int = 2000) -> str:
+    """Markdown: per-class test F1 of the baseline and each seed-0 run, then the paired bootstrap of the differences."""
+    labels, baseline = baseline_test_predictions(data_dir)
+    corpus_names = abstracts.load(data_dir).class_names
+    predictions = {"TF-IDF + LR": baseline}
+    for path in sorted(runs.glob("*_s0/predictions_test.npz")):
+        saved = np.load(path)
+        if not np.array_equal(saved["labels"], labels):
+            raise ValueError(f"{path} was not scored on this split's test abstracts")
+        predictions[path.parent.name] = saved["pred"]
+    k = len(corpus_names)
+    rows = ["| model | " + " | ".join(corpus_names) + " | macro |", "|---|" + "---:|" * (k + 1)]
+    for name, pred in predictions.items():
+        rows.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in _per_class_f1(labels, pred, k)) +
+                    f" | {macro_f1(labels, pred, k):.3f} |")
+    rng = np.random.default_rng(0)
+    draws = [rng.integers(0, len(labels), len(labels)) for _ in range(resamples)]
+    rows.append("")
+    for name, pred in list(predictions.items())[1:]:
+        diffs = np.array([macro_f1(labels[i], pred[i], k) - macro_f1(labels[i], baseline[i], k) for i in draws])
+        observed = macro_f1(labels, pred, k) - macro_f1(labels, baseline, k)
+        rows.append(f"- {name} − baseline: {observed:+.3f} macro-F1, 95% bootstrap interval "
+                    f"[{np.percentile(diffs, 2.5):+.3f}, {np.percentile(diffs, 97.5):+.3f}], "
+                    f"above 0 in {np.mean(diffs > 0):.0%} of {resamples} resamples of the test abstracts")
+    return "\n".join(rows)
+
+
+def _per_class_f1(labels: np.ndarray, pred: np.ndarray, k: int) -> list[float]:
+    f1 = []
+    for c in range(k):
+        tp = np.sum((labels == c) & (pred == c))
+        denominator = np.sum(labels == c) + np.sum(pred == c)
+        f1.append(2 * tp / denominator if denominator else 0.0)
+    return f1
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="runs/textclf", help="folder holding <model>_s<seed>/results.json")
     parser.add_argument("--data-dir", default="../shared/data/medical-abstracts-tc", help="the corpus folder")
     args = parser.parse_args()
     print(split_table(args.data_dir), end="\n\n")
-    print(results_table(pathlib.Path(args.runs)))
+    print(results_table(pathlib.Path(args.runs)), end="\n\n")
+    print(per_class_and_bootstrap(pathlib.Path(args.runs), args.data_dir))
 
 
 if __name__ == "__main__":
