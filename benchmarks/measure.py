@@ -6,8 +6,10 @@ JAX side blocks on its outputs, PyTorch on CPU runs eagerly), so both sides are 
 
 from __future__ import annotations
 
+import glob
 import os
 import resource
+import threading
 import time
 from typing import Callable
 
@@ -101,6 +103,56 @@ def wait_for_quiet(max_runnable: int, max_wait_s: float, samples: int = 5) -> di
         if runnable <= max_runnable or time.time() - start >= max_wait_s:
             return {"waited_s": round(time.time() - start, 1), "runnable": runnable}
         time.sleep(2.0)
+
+
+def own_running_threads() -> int:
+    """Threads of this process in state R (running or runnable) right now."""
+    running = 0
+    for stat in glob.glob("/proc/self/task/*/stat"):
+        try:
+            with open(stat) as file:
+                # The state follows the parenthesised command name, which may itself contain spaces.
+                running += file.read().rpartition(")")[2].split()[0] == "R"
+        except OSError:  # the thread ended between the listing and the read
+            continue
+    return running
+
+
+class ContentionSampler:
+    """Samples, from a background thread, how many tasks outside this process are runnable while it works.
+
+    A 2-core machine shared with other jobs slows each framework by a different amount (PyTorch's OpenMP threads wait
+    at every parallel region for a descheduled sibling); the record keeps how contended its steps were.
+
+    Example:
+      >>> with ContentionSampler() as sampler:
+      ...     time_steps(step, 100)
+      >>> sampler.summary()  # {"others_runnable_median": 0.0, "others_runnable_max": 1, "samples": 42}
+    """
+
+    def __init__(self, interval_s: float = 0.5):
+        self.interval_s = interval_s
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.samples.append(max(runnable_tasks() + 1 - own_running_threads(), 0))
+
+    def __enter__(self) -> "ContentionSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict:
+        if not self.samples:
+            return {"others_runnable_median": None, "others_runnable_max": None, "samples": 0}
+        return {"others_runnable_median": float(np.median(self.samples)),
+                "others_runnable_max": int(max(self.samples)), "samples": len(self.samples)}
 
 
 def process_facts() -> dict:

@@ -44,6 +44,10 @@ def variant_summary(records: list[dict]) -> dict[str, Any]:
         "faults_per_step": statistics.median(r["faults_per_step"] for r in ok),
         "first_loss": ok[0]["first_loss"],
         "threads": ok[0].get("threads"),
+        # Other jobs' runnable tasks while each process ran (median over its samples), the median over processes.
+        "others_runnable": statistics.median(others) if (others := [
+            r["contention"]["others_runnable_median"] for r in ok
+            if r.get("contention", {}).get("others_runnable_median") is not None]) else None,
     }
 
 
@@ -138,8 +142,9 @@ def markdown(summary: Mapping[str, dict], titles: Mapping[str, str] | None = Non
         "",
         "| workload | processes (medjax / eager / compile) "
         "| compile s: medjax (lower+compile) / torch.compile (first step) | peak RSS MB: medjax / eager / compile "
-        "| page faults per step: medjax / eager / compile | torch threads |",
-        "|---|---|---|---|---|---|",
+        "| page faults per step: medjax / eager / compile | other jobs' runnable tasks: medjax / eager / compile "
+        "| torch threads |",
+        "|---|---|---|---|---|---|---|",
     ]
     for workload, entry in summary.items():
         variants = entry["variants"]
@@ -149,9 +154,10 @@ def markdown(summary: Mapping[str, dict], titles: Mapping[str, str] | None = Non
         compile_text = f"{get('medjax', 'compile_s', '.2f')} / {get('torch-compile', 'compile_s', '.1f')}"
         rss = " / ".join(get(v, "peak_rss_mb", ".0f") for v in ("medjax", *TORCH_VARIANTS))
         faults = " / ".join(get(v, "faults_per_step", ".0f") for v in ("medjax", *TORCH_VARIANTS))
+        others = " / ".join(get(v, "others_runnable", "g") for v in ("medjax", *TORCH_VARIANTS))
         threads = variants.get("torch", {}).get("threads") or "–"
         lines.append(f"| {titles.get(workload, workload)} | {processes} | {compile_text} | {rss} | {faults} "
-                     f"| {threads} |")
+                     f"| {others} | {threads} |")
     failures = [(w, v, s.get("error", "")) for w, e in summary.items() for v, s in e["variants"].items()
                 if s["status"] != "ok"]
     if failures:

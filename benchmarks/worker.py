@@ -74,8 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.time()
     facts_before = measure.process_facts()
-    record = run(args)
+    with measure.ContentionSampler() as sampler:
+        record = run(args)
     record.update({
+        "contention": sampler.summary(),
         "workload": args.workload,
         "variant": args.task,
         "python": platform.python_version(),

@@ -114,3 +114,16 @@ def test_runner_writes_json_and_table(tmp_path, capsys):
     (run_dir / "table.md").unlink()
     assert runner.main(["--report", str(run_dir)]) == 0
     assert (run_dir / "table.md").read_text() == table
+
+
+def test_contention_sampler_counts_only_other_jobs():
+    import time
+
+    from benchmarks import measure
+
+    assert measure.own_running_threads() >= 1  # this thread, reading its own state
+    with measure.ContentionSampler(interval_s=0.05) as sampler:
+        time.sleep(0.5)
+    summary = sampler.summary()
+    assert summary["samples"] >= 5
+    assert 0 <= summary["others_runnable_median"] <= summary["others_runnable_max"]
