@@ -3,16 +3,16 @@
     python -m benchmarks.gpu                # on the GPU machine, from the repository root
     python -m benchmarks.gpu --tiny         # the same code paths on CPU at tiny sizes: checks the script anywhere
 
-Three parts, each framework in its own process (JAX preallocates most of the GPU's memory), JAX first (it writes the
-starts, batch and weights, that the PyTorch process loads):
+Three parts, in this order (the headline figure first, should the budget run out), each framework in its own process
+(JAX preallocates most of the GPU's memory), JAX first (it writes the starts, batch and weights, that PyTorch loads):
+- ``attention``: scaled dot-product attention through cuDNN (medjax ``implementation="cudnn"``, and XLA's for
+  contrast) against ``F.scaled_dot_product_attention``, bfloat16, 16 heads of 128, 64k tokens a batch, sequence length
+  1k to 16k; achieved TFLOP/s against the card's bfloat16 matmul peak (`PEAK_TFLOPS`);
 - ``workloads``: the six CPU workloads scaled up to fill the chip; bfloat16 mixed precision on both sides (float32
   master weights; PyTorch's autocast, channels-last for the convolutional ones) except the LSTMs, which run float32
   (TF32 matmuls, both sides' default) because `jax.experimental.rnn`'s cuDNN LSTM has no bfloat16;
 - ``lstm``: a large 2-layer LSTM, medjax's scan (float32 and bfloat16) and `jax.experimental.rnn`'s cuDNN LSTM
-  against PyTorch's cuDNN ``nn.LSTM`` (float32 and autocast bfloat16);
-- ``attention``: scaled dot-product attention through cuDNN (medjax ``implementation="cudnn"``, and XLA's for
-  contrast) against ``F.scaled_dot_product_attention``, bfloat16, 16 heads of 128, 64k tokens a batch, sequence length
-  1k to 16k; achieved TFLOP/s against the card's bfloat16 matmul peak (`PEAK_TFLOPS`).
+  against PyTorch's cuDNN ``nn.LSTM`` (float32 and autocast bfloat16).
 Each worker appends a JSON line per measurement as it goes, so a timeout keeps what finished; a measurement that fails
 (cuDNN absent, out of memory) is recorded with its error and the rest go on. Output: ``--out/gpu-<date-time>/``
 ``records.jsonl`` and ``report.md``.
@@ -190,6 +190,24 @@ def jax_worker(out_dir: pathlib.Path, parts: list[str], tiny: bool, steps: int, 
     device = jax.devices()[0]
     record("info", "device", lambda: {"device": device.device_kind, "platform": device.platform,
                                       "jax": jax.__version__})
+    if "attention" in parts:
+        for b, h, t, d in attention_shapes(tiny):
+            q, k, v, dout = (jax.random.normal(jax.random.PRNGKey(i), (b, h, t, d), jnp.bfloat16) for i in range(4))
+            flops = attention_flops(b, h, t, d)
+            # XLA's path materialises the [b, h, t, t] scores: past 4k tokens it only measures memory traffic.
+            for implementation in ("cudnn", "xla") if t <= 4096 else ("cudnn",):
+                def one(implementation=implementation, q=q, k=k, v=v, dout=dout, flops=flops):
+                    def attend(q, k, v):
+                        return scaled_dot_product_attention(q, k, v, implementation=implementation)
+
+                    forward = jax.jit(attend)
+                    both = jax.jit(lambda q, k, v, dout: jax.vjp(attend, q, k, v)[1](dout))
+                    return {"shape": [b, h, t, d],
+                            "fwd": _tflops(flops["fwd"], time_calls(lambda: forward(q, k, v), jax.block_until_ready)),
+                            "fwd+bwd": _tflops(flops["fwd+bwd"],
+                                               time_calls(lambda: both(q, k, v, dout), jax.block_until_ready))}
+
+                record("attention", f"{implementation} T={t}", one)
     if "workloads" in parts:
         for name, overrides, mixed in GPU_WORKLOADS:
             sizes, start = _sizes(name, overrides, tiny), out_dir / "start" / f"{name}.npz"
@@ -211,24 +229,6 @@ def jax_worker(out_dir: pathlib.Path, parts: list[str], tiny: bool, steps: int, 
         if device.platform == "cpu":
             record("lstm", "jax.experimental.rnn lstm_ref f32 (packing check)",
                    lambda: _jax_cudnn_lstm(start, sizes, steps, warmup, reference=True))
-    if "attention" in parts:
-        for b, h, t, d in attention_shapes(tiny):
-            q, k, v, dout = (jax.random.normal(jax.random.PRNGKey(i), (b, h, t, d), jnp.bfloat16) for i in range(4))
-            flops = attention_flops(b, h, t, d)
-            # XLA's path materialises the [b, h, t, t] scores: past 4k tokens it only measures memory traffic.
-            for implementation in ("cudnn", "xla") if t <= 4096 else ("cudnn",):
-                def one(implementation=implementation, q=q, k=k, v=v, dout=dout, flops=flops):
-                    def attend(q, k, v):
-                        return scaled_dot_product_attention(q, k, v, implementation=implementation)
-
-                    forward = jax.jit(attend)
-                    both = jax.jit(lambda q, k, v, dout: jax.vjp(attend, q, k, v)[1](dout))
-                    return {"shape": [b, h, t, d],
-                            "fwd": _tflops(flops["fwd"], time_calls(lambda: forward(q, k, v), jax.block_until_ready)),
-                            "fwd+bwd": _tflops(flops["fwd+bwd"],
-                                               time_calls(lambda: both(q, k, v, dout), jax.block_until_ready))}
-
-                record("attention", f"{implementation} T={t}", one)
 
 
 def torch_worker(out_dir: pathlib.Path, parts: list[str], tiny: bool, steps: int, warmup: int) -> None:
@@ -250,15 +250,6 @@ def torch_worker(out_dir: pathlib.Path, parts: list[str], tiny: bool, steps: int
                              amp_dtype=torch.bfloat16 if amp else None, channels_last=channels_last)
         return {**_without_steps(ran), "sizes": sizes}
 
-    if "workloads" in parts:
-        for name, overrides, mixed in GPU_WORKLOADS:
-            sizes, start = _sizes(name, overrides, tiny), out_dir / "start" / f"{name}.npz"
-            record("workloads", name, lambda name=name, sizes=sizes, start=start, mixed=mixed: run(
-                name, sizes, start, mixed, channels_last=name in ("cnn", "resnet18")))
-    if "lstm" in parts:
-        sizes, start = (_sizes("lstm", {}, True) if tiny else LSTM_LARGE), out_dir / "start" / "lstm-large.npz"
-        record("lstm", "PyTorch nn.LSTM (cuDNN) f32", lambda: run("lstm", sizes, start, False))
-        record("lstm", "PyTorch nn.LSTM (cuDNN) autocast bf16", lambda: run("lstm", sizes, start, True))
     if "attention" in parts:
         for b, h, t, d in attention_shapes(tiny):
             def one(b=b, h=h, t=t, d=d):
@@ -277,6 +268,15 @@ def torch_worker(out_dir: pathlib.Path, parts: list[str], tiny: bool, steps: int
                         "fwd+bwd": _tflops(flops["fwd+bwd"], time_calls(both, lambda _: sync()))}
 
             record("attention", f"sdpa T={t}", one)
+    if "workloads" in parts:
+        for name, overrides, mixed in GPU_WORKLOADS:
+            sizes, start = _sizes(name, overrides, tiny), out_dir / "start" / f"{name}.npz"
+            record("workloads", name, lambda name=name, sizes=sizes, start=start, mixed=mixed: run(
+                name, sizes, start, mixed, channels_last=name in ("cnn", "resnet18")))
+    if "lstm" in parts:
+        sizes, start = (_sizes("lstm", {}, True) if tiny else LSTM_LARGE), out_dir / "start" / "lstm-large.npz"
+        record("lstm", "PyTorch nn.LSTM (cuDNN) f32", lambda: run("lstm", sizes, start, False))
+        record("lstm", "PyTorch nn.LSTM (cuDNN) autocast bf16", lambda: run("lstm", sizes, start, True))
 
 
 def _ms(record: dict | None, key: str | None = None) -> str:
@@ -341,7 +341,7 @@ def report(records: list[dict], command: str, tiny: bool) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="tiny sizes on CPU: checks every code path in a minute")
-    parser.add_argument("--parts", default="workloads,lstm,attention", help="comma-separated parts to run")
+    parser.add_argument("--parts", default="attention,workloads,lstm", help="comma-separated parts to run")
     parser.add_argument("--budget", type=float, default=450, help="seconds for everything (default: 450)")
     parser.add_argument("--steps", type=int, default=0, help="timed steps per training step (default: 30; tiny 3)")
     parser.add_argument("--warmup", type=int, default=-1, help="untimed steps after the first (default: 5; tiny 1)")
