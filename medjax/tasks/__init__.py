@@ -28,6 +28,8 @@ def load_workdir(workdir: str | pathlib.Path):
     saved = json.loads(path.read_text())
     module = task_module(saved["task"])
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in saved["config"].items()}
+    # The folder as given now: the run may have been moved, or started from another working directory.
+    fields["workdir"] = str(workdir)
     config = module.Config(**fields)
     return module.build_task(config), config
 

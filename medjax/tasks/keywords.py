@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import pathlib
 import sys
 from typing import Any, Sequence
@@ -35,9 +34,7 @@ import numpy as np
 
 from medjax.data.vocab import Vocabulary, tokenize
 from medjax.tasks import load_workdir
-from medjax.train import batching, optim
-from medjax.train.checkpoint import RunCheckpoints
-from medjax.train.state import init_train_state
+from medjax.train import loop
 
 METHODS = ("attention", "gradient")
 
@@ -158,14 +155,7 @@ def restore_classifier(workdir: str | pathlib.Path) -> TrainedClassifier:
     task, config = load_workdir(workdir)
     if task.name != "textclf":
         raise ValueError(f"{workdir} holds a {task.name!r} run; keywords need a textclf run")
-    # The same template state as the loop's, so the checkpoint's optimizer state restores into a matching tree.
-    steps_per_epoch = math.ceil(len(task.splits["train"]) / config.batch_size)
-    tx = optim.make_optimizer(config, steps_per_epoch * config.epochs)
-    first = next(batching.padded_batches(task.splits["train"], config.batch_size))
-    init_key, rng = jax.random.split(jax.random.PRNGKey(config.seed))
-    state = init_train_state(task.model, tx, first, init_key)
-    with RunCheckpoints(pathlib.Path(workdir) / "checkpoints") as checkpoints:
-        state, _, _ = checkpoints.restore_best(state, rng)
+    state, _ = loop.restore_best(task, config)
     return TrainedClassifier(task.model.classifier, {"params": state.params["classifier"]},
                              textclf.load_corpus(config).vocab, config, tuple(task.class_names))
 

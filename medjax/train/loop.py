@@ -144,14 +144,25 @@ def evaluate(task: Task, config: TrainConfig) -> dict[str, Any]:
     Returns:
       ``{"best_epoch": ..., "test_<metric>": ...}``, equal to the same entries of the run's ``results.json``.
     """
+    state, record, mesh = _restore_best(task, config)
+    test = _score(task, _predict(state, task, "test", config, mesh), "test")
+    results = {"best_epoch": record["epoch"], **_prefixed("test", test)}
+    print(format_metrics(results), flush=True)
+    return results
+
+
+def restore_best(task: Task, config: TrainConfig) -> tuple[TrainState, dict[str, Any]]:
+    """The train state of the best checkpoint of ``config.workdir`` and its record (``epoch``, ``best_val``, ...)."""
+    state, record, _ = _restore_best(task, config)
+    return state, record
+
+
+def _restore_best(task: Task, config: TrainConfig) -> tuple[TrainState, dict[str, Any], Mesh]:
     _check_task(task)
     run = _setup(task, config)
     with RunCheckpoints(pathlib.Path(config.workdir) / "checkpoints") as checkpoints:
         state, _, record = checkpoints.restore_best(run.state, run.rng)
-    test = _score(task, _predict(state, task, "test", config, run.mesh), "test")
-    results = {"best_epoch": record["epoch"], **_prefixed("test", test)}
-    print(format_metrics(results), flush=True)
-    return results
+    return state, record, run.mesh
 
 
 def _check_task(task: Task) -> None:
