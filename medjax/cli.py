@@ -68,9 +68,14 @@ def _train(argv: list[str]) -> int:
     config = config_from_args(module.Config, parser.parse_args(rest))
     from medjax.train import distributed, loop
 
-    distributed.initialize()  # multi-host: joins the other processes when launched as one; a no-op on one machine
+    from medjax.data.download import DownloadError
 
-    loop.train(module.build_task(config), config, task_name=name)
+    distributed.initialize()  # multi-host: joins the other processes when launched as one; a no-op on one machine
+    try:
+        task = module.build_task(config)
+    except DownloadError as err:  # no network: say what to do, without a traceback
+        raise SystemExit(f"medjax: {err}") from None
+    loop.train(task, config, task_name=name)
     return 0
 
 

@@ -116,9 +116,11 @@ def test_no_network_stops_at_once_saying_how_to_use_a_local_copy(tmp_path, monke
 
     monkeypatch.setattr(download, "open_url", open_url)
     monkeypatch.setenv("MEDJAX_CACHE_DIR", str(tmp_path / "cache"))
-    with pytest.raises(download.DownloadError, match=r"could not download https://zenodo.org/records/10519652/files/"
-                                                     r"breastmnist.npz.*pass --data-dir"):
+    # The CLI turns the download error into a one-line exit message (no traceback), before any training state exists.
+    with pytest.raises(SystemExit, match=r"medjax: could not download https://zenodo.org/records/10519652/files/"
+                                         r"breastmnist.npz.*pass --data-dir"):
         cli.main(["train", "medmnist", "--workdir", str(tmp_path / "run"), "--model", "cnn", "--no-progress"])
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 @pytest.mark.data
@@ -161,3 +163,4 @@ def test_cli_train_evaluate_plot_on_real_breastmnist(breastmnist_dir, tmp_path, 
     assert cli.main(["plot", "--workdir", str(workdir)]) == 0
     for name in ("learning_curves.png", "roc.png", "confusion_matrix.png"):
         assert (workdir / name).stat().st_size > 1000, name
+
