@@ -18,9 +18,15 @@ Example:
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+# Added to the score of a forbidden transition: finite, so no inf - inf arises, yet far below any real path's score.
+FORBIDDEN = -1e4
 
 
 def _check(emissions, mask, transitions, start, end) -> None:
@@ -141,6 +147,34 @@ def viterbi_decode(
 
     _, path = jax.lax.scan(backward, last, backpointers, reverse=True)
     return jnp.where(mask, _time_major(path), -1), score
+
+
+def iob2_allowed(tags: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Which IOB2 tag may follow which: ``I-X`` only after ``B-X`` or ``I-X``, and never first in a sentence.
+
+    Args:
+      tags: the tag names, e.g. ``("O", "B-Disease", "I-Disease")``.
+
+    Returns:
+      ``(transitions, start)``: bool[K, K] (``[i, j]``: tag j may follow tag i) and bool[K] (tag j may open a sentence).
+    """
+    inside = [tag[2:] if tag.startswith("I-") else None for tag in tags]
+    start = np.array([kind is None for kind in inside])
+    transitions = np.array([[inside[j] is None or tags[i][2:] == inside[j] and tags[i][:2] in ("B-", "I-")
+                             for j in range(len(tags))] for i in range(len(tags))])
+    return transitions, start
+
+
+def constrain(scores: dict[str, jax.Array], allowed: tuple[np.ndarray, np.ndarray]) -> dict[str, jax.Array]:
+    """CRF scores with forbidden transitions and starts pushed to `FORBIDDEN`, so Viterbi decodes only valid paths.
+
+    Args:
+      scores: ``{"transitions": f32[K, K], "start": f32[K], "end": f32[K]}``.
+      allowed: `iob2_allowed`'s ``(transitions, start)`` masks.
+    """
+    transitions, start = allowed
+    return {"transitions": jnp.where(transitions, scores["transitions"], FORBIDDEN),
+            "start": jnp.where(start, scores["start"], FORBIDDEN), "end": scores["end"]}
 
 
 class CRF(nn.Module):

@@ -28,7 +28,7 @@ import numpy as np
 from medjax.data.conll import Sentence, read_conll, tag_names
 from medjax.data.vocab import CHAR_VOCAB_SIZE, UNK_ID, Vocabulary, bucket_length, char_ids, pad_batch
 from medjax.metrics.entities import entity_prf
-from medjax.nn.crf import crf_log_likelihood, viterbi_decode
+from medjax.nn.crf import constrain, crf_log_likelihood, iob2_allowed, viterbi_decode
 from medjax.nn.taggers import BiLSTMTagger, TransformerTagger
 from medjax.train.batching import ArraySpec
 from medjax.train.config import TrainConfig
@@ -69,6 +69,7 @@ class Config(TrainConfig):
     lr: float = 2e-3  # peak learning rate
     schedule: str = "cosine"  # one of medjax.train.optim.SCHEDULES: constant, cosine, multistep
     clip_norm: float = 5.0  # clip gradients to this global norm; 0 turns clipping off
+    constrained_decoding: bool = False  # CRF models: Viterbi keeps to valid IOB2 paths (no I-X after O or after another type)
 
 
 # Case patterns of a word (id 0 is padding): what lower-casing removes, and whether it is a number.
@@ -238,7 +239,7 @@ def _loss(outputs, batch) -> tuple[jax.Array, dict]:
     return loss, {"loss": loss * tokens, "count": tokens}
 
 
-def _predict(outputs, batch, width: int) -> dict:
+def _predict(outputs, batch, width: int, allowed=None) -> dict:
     """Decoded and gold tag ids, ``int32[b, width]`` with -1 past each sentence, and each sentence's ``index``.
 
     The keys are not ``pred`` / ``labels``: those name per-example classes, which `medjax plot` turns into a
@@ -246,7 +247,8 @@ def _predict(outputs, batch, width: int) -> dict:
     """
     mask = batch["mask"]
     if "crf" in outputs:
-        pred, _ = viterbi_decode(outputs["emissions"], mask, **outputs["crf"])
+        scores = outputs["crf"] if allowed is None else constrain(outputs["crf"], allowed)
+        pred, _ = viterbi_decode(outputs["emissions"], mask, **scores)
     else:
         pred = jnp.where(mask, jnp.argmax(outputs["emissions"], axis=-1), -1)
     labels = jnp.where(mask, batch["tags"], -1)
@@ -306,7 +308,8 @@ def build_task(config: Config) -> Task:
         model=SentenceTagger(builder(config, len(vocab), len(tags), crf)),
         splits=splits,
         loss=_loss,
-        predict=functools.partial(_predict, width=width),
+        predict=functools.partial(_predict, width=width,
+                                  allowed=iob2_allowed(tags) if config.constrained_decoding else None),
         score=functools.partial(score_tags, tags=tags),
         select_metric="f1",
         describe={"tags": tags, "vocab_size": len(vocab), "unknown_word_rate": oov,

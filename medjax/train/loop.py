@@ -138,15 +138,17 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
     return results
 
 
-def evaluate(task: Task, config: TrainConfig) -> dict[str, Any]:
-    """Reloads the best checkpoint of ``config.workdir`` and scores the test split again.
+def evaluate(task: Task, config: TrainConfig, splits: tuple[str, ...] = ("test",)) -> dict[str, Any]:
+    """Reloads the best checkpoint of ``config.workdir`` and scores ``splits`` again.
 
     Returns:
-      ``{"best_epoch": ..., "test_<metric>": ...}``, equal to the same entries of the run's ``results.json``.
+      ``{"best_epoch": ..., "<split>_<metric>": ...}``; for the test split equal to the same entries of the run's
+      ``results.json``.
     """
     state, record, mesh = _restore_best(task, config)
-    test = _score(task, _predict(state, task, "test", config, mesh), "test")
-    results = {"best_epoch": record["epoch"], **_prefixed("test", test)}
+    results = {"best_epoch": record["epoch"]}
+    for split in splits:
+        results.update(_prefixed(split, _score(task, _predict(state, task, split, config, mesh), split)))
     print(format_metrics(results), flush=True)
     return results
 

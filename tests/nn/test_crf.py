@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from medjax.nn.crf import CRF, crf_log_likelihood, viterbi_decode
+from medjax.nn.crf import CRF, constrain, crf_log_likelihood, iob2_allowed, viterbi_decode
 
 K = 3
 
@@ -135,3 +135,32 @@ def test_rejects_mismatched_shapes():
         viterbi_decode(emissions, mask, transitions[:2], start, end)
     with pytest.raises(ValueError, match=r"tags must be int\[batch, time\]"):
         crf_log_likelihood(emissions, tags[:, :2], mask, transitions, start, end)
+
+
+def test_iob2_constraints_by_hand():
+    transitions, start = iob2_allowed(["O", "B-Dis", "I-Dis", "B-Gene", "I-Gene"])
+    assert start.tolist() == [True, True, False, True, False]
+    # Rows: from O, B-Dis, I-Dis, B-Gene, I-Gene; columns: to the same tags.
+    assert transitions.astype(int).tolist() == [[1, 1, 0, 1, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 0],
+                                                [1, 1, 0, 1, 1], [1, 1, 0, 1, 1]]
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_constrained_viterbi_is_the_best_valid_path_by_brute_force(seed):
+    tags = ["O", "B-Disease", "I-Disease"]
+    emissions, _, transitions, start, end = random_crf(seed, batch=len(MASKS))
+    emissions[..., 2] += 3.0  # make I-Disease tempting everywhere, so the constraint has work to do
+    allowed = iob2_allowed(tags)
+    scores = constrain({"transitions": jnp.asarray(transitions, jnp.float32), "start": jnp.asarray(start, jnp.float32),
+                        "end": jnp.asarray(end, jnp.float32)}, allowed)
+    best, _ = jax.jit(viterbi_decode)(jnp.asarray(emissions, jnp.float32), jnp.asarray(MASKS), **scores)
+    best = np.asarray(best)
+    for b in range(len(MASKS)):
+        steps = np.flatnonzero(MASKS[b])
+        if steps.size == 0:
+            continue
+        e = emissions[b, steps]
+        valid = [p for p in itertools.product(range(3), repeat=len(steps))
+                 if allowed[1][p[0]] and all(allowed[0][i, j] for i, j in zip(p[:-1], p[1:]))]
+        want = max(valid, key=lambda p: path_score(e, p, transitions, start, end))
+        assert tuple(best[b, steps]) == want
