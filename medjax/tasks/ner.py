@@ -69,7 +69,7 @@ class Config(TrainConfig):
     lr: float = 2e-3  # peak learning rate
     schedule: str = "cosine"  # one of medjax.train.optim.SCHEDULES: constant, cosine, multistep
     clip_norm: float = 5.0  # clip gradients to this global norm; 0 turns clipping off
-    constrained_decoding: bool = False  # CRF models: Viterbi keeps to valid IOB2 paths (no I-X after O or after another type)
+    constrained_decoding: bool = True  # CRF models: Viterbi keeps to valid IOB2 paths (no I-X after O or after another type)
 
 
 # Case patterns of a word (id 0 is padding): what lower-casing removes, and whether it is a number.
