@@ -7,6 +7,7 @@ shows learning, not memorised noise.
 
 from __future__ import annotations
 
+import argparse
 from typing import Callable
 
 import flax.linen as nn
@@ -37,10 +38,26 @@ def classification_loss(logits, batch):
     return loss, {}
 
 
-def random_lengths(rng: np.random.Generator, n: int, time: int, shortest: int) -> np.ndarray:
-    """bool[n, time] padding masks of sequences whose lengths are uniform in [shortest, time]."""
-    lengths = rng.integers(shortest, time + 1, size=n)
-    return np.arange(time)[None, :] < lengths[:, None]
+def padded_noise(n: int, time: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
+    """``(x f32[n, time, 10], mask bool[n, time], rng)``: noise sequences of lengths uniform in [10, time], zero past
+    each end, and the generator for anything else the caller draws."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, time, 10)).astype(np.float32)
+    lengths = rng.integers(10, time + 1, size=n)
+    mask = np.arange(time)[None, :] < lengths[:, None]
+    return np.where(mask[..., None], x, 0.0).astype(np.float32), mask, rng
+
+
+def sequence_program(description: str, model: nn.Module, label: Callable, argv=None) -> list[float]:
+    """The LSTM and attention programs: 50-step sequences labelled by ``label(x, mask) -> int[n]``, trained as the
+    tutorial does."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--examples", type=int, default=2048, help="random sequences to train on (default: 2048)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs (default: 10, as in the tutorial)")
+    args = parser.parse_args(argv)
+    x, mask, _ = padded_noise(args.examples, 50, seed=0)
+    data = {"x": x, "mask": mask, "label": label(x, mask).astype(np.int32)}
+    return run(model, data, epochs=args.epochs)
 
 
 def run(model: nn.Module, data: dict[str, np.ndarray], loss_fn: Callable = classification_loss, *, epochs: int = 10,
