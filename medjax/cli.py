@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import os
 import re
 import sys
 import typing
@@ -103,6 +104,17 @@ def _workdir_command(command: str, argv: list[str]) -> int:
     return 0
 
 
+def _bench(argv: list[str]) -> int:
+    # benchmarks/ is part of the repository, not of the installed package: look for it in the working directory.
+    sys.path.insert(0, os.getcwd())
+    try:
+        from benchmarks import runner
+    except ModuleNotFoundError:
+        raise SystemExit("medjax bench: no benchmarks/ folder here; run it from the root of a medjax checkout "
+                         "(or there: python -m benchmarks)") from None
+    return runner.main(argv)
+
+
 COMMANDS = {
     "train": "train a model: medjax train {medmnist,ner,textclf} --workdir W [options]",
     "evaluate": "reload a run's best checkpoint and score its test split: medjax evaluate --workdir W",
@@ -125,9 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "train":
         return _train(rest)
     if command == "bench":
-        from benchmarks import runner
-
-        return runner.main(rest)
+        return _bench(rest)
     return _workdir_command(command, rest)
 
 
