@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Mapping
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.twins import weights
+from benchmarks.twins import classification, weights
 
 
 class TutorialAttention(torch.nn.Module):
@@ -37,10 +36,5 @@ def build(sizes: Mapping[str, int], variables: Mapping) -> TutorialAttention:
     return module
 
 
-def inputs(batch: Mapping[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.from_numpy(batch["x"]), torch.from_numpy(batch["labels"].astype(np.int64))
-
-
-def loss(module: torch.nn.Module, inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    x, labels = inputs
-    return F.cross_entropy(module(x), labels)
+inputs = classification.sequence_inputs
+loss = classification.cross_entropy

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Mapping
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.twins import weights
+from benchmarks.twins import classification, weights
 
 
 class TutorialCNN(torch.nn.Module):
@@ -42,12 +41,5 @@ def build(sizes: Mapping[str, int], variables: Mapping) -> TutorialCNN:
     return module
 
 
-def inputs(batch: Mapping[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images f32[batch, channels, height, width] (NCHW, PyTorch's layout), labels int64[batch])."""
-    return (torch.from_numpy(np.ascontiguousarray(batch["x"].transpose(0, 3, 1, 2))),
-            torch.from_numpy(batch["labels"].astype(np.int64)))
-
-
-def loss(module: torch.nn.Module, inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    x, labels = inputs
-    return F.cross_entropy(module(x), labels)
+inputs = classification.image_inputs
+loss = classification.cross_entropy
