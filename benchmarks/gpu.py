@@ -184,7 +184,7 @@ def jax_worker(out_dir: pathlib.Path, parts: list[str], tiny: bool, steps: int, 
     import jax.numpy as jnp
 
     from benchmarks import medjax_step
-    from medjax.nn.attention import scaled_dot_product_attention
+    from medjax.nn.attention_kernels import dot_product_attention
 
     record = Recorder(out_dir / "records.jsonl", "jax")
     device = jax.devices()[0]
@@ -198,7 +198,7 @@ def jax_worker(out_dir: pathlib.Path, parts: list[str], tiny: bool, steps: int, 
             for implementation in ("cudnn", "xla") if t <= 4096 else ("cudnn",):
                 def one(implementation=implementation, q=q, k=k, v=v, dout=dout, flops=flops):
                     def attend(q, k, v):
-                        return scaled_dot_product_attention(q, k, v, implementation=implementation)
+                        return dot_product_attention(q, k, v, implementation=implementation)
 
                     forward = jax.jit(attend)
                     both = jax.jit(lambda q, k, v, dout: jax.vjp(attend, q, k, v)[1](dout))

@@ -167,3 +167,49 @@ def check_labels(labels: Any, name: str, num_classes: int, *, shape: Sequence[in
             f"{name}: expected class ids in [0, {num_classes}) for {num_classes} classes, "
             f"got values in [{low}, {high}] ({describe(labels)})"
         )
+
+
+def broadcasts_to(shape: Sequence[int], target: Sequence[int]) -> bool:
+    """Whether an array of ``shape`` broadcasts to ``target`` without adding axes to ``target``."""
+    if len(shape) > len(target):
+        return False
+    return all(s in (1, t) for s, t in zip(reversed(tuple(shape)), reversed(tuple(target))))
+
+
+def check_attention(q: Any, k: Any, v: Any, mask: Any = None, bias: Any = None) -> tuple[int, ...]:
+    """Raises a clear error unless q, k, v, mask and bias fit ``softmax(q kᵀ / √d_k + bias) v``.
+
+    Args:
+      q: f[..., T_q, d_k]; k: f[..., T_k, d_k] with the leading axes of q; v: f[..., T_k, d_v] with those of k.
+      mask: None or bool broadcastable to the scores ``[..., T_q, T_k]``.
+      bias: None or float broadcastable to the scores.
+
+    Returns:
+      The scores' shape ``[..., T_q, T_k]``.
+    """
+    for name, a in (("q", q), ("k", k), ("v", v)):
+        if a.ndim < 2:
+            raise ValueError(f"{name} must be [..., time, d] (rank >= 2), got shape {a.shape}")
+        if not jnp.issubdtype(a.dtype, jnp.floating):
+            raise TypeError(f"{name} must be a floating array, got dtype {a.dtype}")
+    if q.ndim != k.ndim or q.shape[:-2] != k.shape[:-2]:
+        raise ValueError(f"q and k must have the same leading axes [..., time, d], got q {q.shape} and k {k.shape}")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q and k must have the same d (last axis), got q {q.shape} and k {k.shape}")
+    if v.ndim != k.ndim or v.shape[:-1] != k.shape[:-1]:
+        raise ValueError(f"v must be [..., T_k, d_v] with the leading axes and T_k of k, got k {k.shape}, v {v.shape}")
+    scores = tuple(q.shape[:-1]) + tuple(k.shape[-2:-1])
+    if mask is not None:
+        if mask.dtype != jnp.bool_:
+            raise TypeError(
+                f"mask must be bool (True where attending is allowed), got dtype {mask.dtype}; "
+                "pass an additive mask as bias"
+            )
+        if not broadcasts_to(mask.shape, scores):
+            raise ValueError(f"mask of shape {mask.shape} does not broadcast to the scores [..., T_q, T_k] {scores}")
+    if bias is not None:
+        if not jnp.issubdtype(bias.dtype, jnp.floating):
+            raise TypeError(f"bias must be a floating array, got dtype {bias.dtype}")
+        if not broadcasts_to(bias.shape, scores):
+            raise ValueError(f"bias of shape {bias.shape} does not broadcast to the scores [..., T_q, T_k] {scores}")
+    return scores

@@ -17,8 +17,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from medjax.nn.attention import MultiHeadAttention, attention_weights, scaled_dot_product_attention
+from medjax.nn.attention import scaled_dot_product_attention
+from medjax.nn.attention_kernels import dot_product_attention
 from medjax.nn.checks import check_array
+from medjax.nn.multihead import MultiHeadAttention
 from medjax.nn.positions import LearnedPositions, sinusoidal_positions
 
 POSITIONS = ("sinusoidal", "learned", None)
@@ -188,9 +190,8 @@ class TutorialAttentionClassifier(nn.Module):
         # Padded steps are hidden as keys; their own (query) outputs are dropped by the pool below.
         key_mask = None if mask is None else mask[:, None, :]
         if self.is_mutable_collection("intermediates"):
-            weights = attention_weights(q, k, key_mask)
+            context, weights = scaled_dot_product_attention(q, k, v, key_mask, return_weights=True)
             self.sow("intermediates", "attention_weights", weights)
-            context = jnp.einsum("bqk,bkd->bqd", weights, v)
         else:
-            context = scaled_dot_product_attention(q, k, v, key_mask)
+            context = dot_product_attention(q, k, v, key_mask)
         return nn.Dense(self.num_classes, name="classifier")(masked_mean(context, mask))

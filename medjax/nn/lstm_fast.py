@@ -6,9 +6,9 @@ and elementwise work) and the weight gradient is one large ``(T·B, H)ᵀ @ (T·
 2-core CPU the per-step cost is mostly the number of small kernels XLA launches, so both loops are written to launch
 few (see PERF-NOTES.md and the comments below).
 
-The maths is the tutorial's (`medjax.nn.recurrent.lstm_cell`); the reference `lax.scan` version and this one are
-tested to give the same outputs and gradients. Reverse-mode only: `jax.custom_vjp` has no forward-mode rule (use
-``implementation="scan"`` for `jax.jvp` / `jax.jacfwd`).
+The maths is the tutorial's `medjax.nn.recurrent.lstm_cell`; ``lstm_layer(..., implementation="scan")`` runs that
+cell itself under `lax.scan`, and this kernel is tested to give the same outputs and gradients. Reverse-mode only:
+`jax.custom_vjp` has no forward-mode rule (use ``implementation="scan"`` for `jax.jvp` / `jax.jacfwd`).
 """
 
 from __future__ import annotations

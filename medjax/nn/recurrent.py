@@ -38,15 +38,6 @@ def _bias(b: jax.Array, ndim: int) -> jax.Array:
     return b.reshape((1,) * (ndim - 1) + b.shape)
 
 
-def _lstm_update(z: jax.Array, c: jax.Array) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
-    """The gates and the new state from the pre-activations z = x W_x + h W_h + b (f32[..., 4H])."""
-    z_i, z_f, z_g, z_o = jnp.split(z, 4, axis=-1)
-    i, f, g, o = jax.nn.sigmoid(z_i), jax.nn.sigmoid(z_f), jnp.tanh(z_g), jax.nn.sigmoid(z_o)
-    c = f * c + i * g
-    h = o * jnp.tanh(c)
-    return (c, h), h
-
-
 def lstm_cell(params: Params, carry: tuple[jax.Array, jax.Array], x: jax.Array):
     """One LSTM step, exactly the tutorial's equations.
 
@@ -60,7 +51,11 @@ def lstm_cell(params: Params, carry: tuple[jax.Array, jax.Array], x: jax.Array):
     """
     c, h = carry
     z = x @ params["w_x"] + h @ params["w_h"]
-    return _lstm_update(z + _bias(params["b"], z.ndim), c)
+    z_i, z_f, z_g, z_o = jnp.split(z + _bias(params["b"], z.ndim), 4, axis=-1)
+    i, f, g, o = jax.nn.sigmoid(z_i), jax.nn.sigmoid(z_f), jnp.tanh(z_g), jax.nn.sigmoid(z_o)
+    c = f * c + i * g
+    h = o * jnp.tanh(c)
+    return (c, h), h
 
 
 def rnn_cell(params: Params, h: jax.Array, x: jax.Array, activation=jnp.tanh):
@@ -84,47 +79,70 @@ def _check_mask(mask: jax.Array, batch: int, time: int) -> None:
     check_array(mask, "mask", dims=("batch", "time"), shape=(batch, time), dtype_kind="b", hint="True on valid steps")
 
 
+def _check_sequences(x: jax.Array, mask, implementation: str) -> None:
+    """The checks `lstm_layer` and `LSTM` share; they raise at trace time, from static shapes."""
+    check_array(x, "x", dims=("batch", "time", "features"))
+    batch, time, _ = x.shape
+    if time == 0:
+        raise ValueError(f"x must have at least one time step; got shape {x.shape}")
+    if mask is not None:
+        _check_mask(mask, batch, time)
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}; got {implementation!r}")
+
+
 def _check_lstm_layer(params: Params, x: jax.Array, mask, initial_carry, implementation: str) -> None:
-    """Raises at trace time, from static shapes, before anything is compiled."""
     missing = {"w_x", "w_h", "b"} - set(params)
     if missing:
         raise ValueError(f"LSTM params need keys 'w_x', 'w_h', 'b'; missing {sorted(missing)} in {sorted(params)}")
-    check_array(x, "x", dims=("batch", "time", "features"))
-    batch, time, features = x.shape
-    if time == 0:
-        raise ValueError(f"x must have at least one time step; got shape {x.shape}")
+    _check_sequences(x, mask, implementation)
+    batch, _, features = x.shape
     check_array(params["w_h"], "params['w_h']", dims=("hidden", "4 * hidden"))
     hidden = params["w_h"].shape[0]
     why = f"For x with {features} features and hidden size {hidden} (the rows of w_h)"
     check_array(params["w_h"], "params['w_h']", shape=(hidden, 4 * hidden), hint=why)
     check_array(params["w_x"], "params['w_x']", shape=(features, 4 * hidden), hint=why)
     check_array(params["b"], "params['b']", shape=(4 * hidden,), hint=why)
-    if mask is not None:
-        _check_mask(mask, batch, time)
     if initial_carry is not None:
         if not isinstance(initial_carry, (tuple, list)) or len(initial_carry) != 2:
             raise ValueError(f"initial_carry must be a pair (c, h); got {type(initial_carry).__name__}")
         for name, part in zip(("c", "h"), initial_carry):
             check_array(part, f"initial_carry {name}", dims=("batch", "hidden"), shape=(batch, hidden))
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}; got {implementation!r}")
 
 
-def _scan_recurrence(xw, w_h, mask, c0, h0, reverse):
-    """The readable reference of `lstm_fast.lstm_recurrence` (same arguments and results), differentiated by JAX."""
+def _scan_cell(params: Params, carry, xs: jax.Array, mask: jax.Array | None, reverse: bool):
+    """`lax.scan` of `lstm_cell` over time-major ``xs: f32[time, batch, features]``, ``mask: bool[time, batch]``."""
 
     def step(carry, inputs):
-        z_x, valid = inputs
-        c, h = carry
-        (c_new, h_new), _ = _lstm_update(z_x + h @ w_h, c)
+        x_t, valid = inputs
+        new_carry, _ = lstm_cell(params, carry, x_t)
         if valid is not None:
             # Past a sequence's end the carry freezes, so the final carry is the last valid step's.
-            c_new = jnp.where(valid[:, None], c_new, c)
-            h_new = jnp.where(valid[:, None], h_new, h)
-        return (c_new, h_new), h_new
+            new_carry = tuple(jnp.where(valid[:, None], new, old) for new, old in zip(new_carry, carry))
+        return new_carry, new_carry[1]
 
-    carry, hs = lax.scan(step, (c0, h0), (xw, mask), reverse=reverse)
-    return hs, carry
+    return lax.scan(step, carry, (xs, mask), reverse=reverse)
+
+
+def _lstm_layer(params: Params, x: jax.Array, mask, initial_carry, reverse: bool, implementation: str):
+    """`lstm_layer` without its input checks, for callers that checked their inputs once (`LSTM`)."""
+    batch, hidden = x.shape[0], params["w_h"].shape[0]
+    if initial_carry is None:
+        dtype = jnp.result_type(x.dtype, *(params[name].dtype for name in ("w_x", "w_h", "b")))
+        initial_carry = (jnp.zeros((batch, hidden), dtype), jnp.zeros((batch, hidden), dtype))
+    # Time-major inside: the loop slices whole [batch, ...] blocks per step.
+    xs = jnp.swapaxes(x, 0, 1)
+    mask_t = None if mask is None else mask.T
+    if implementation == "scan":
+        carry, hs = _scan_cell(params, tuple(initial_carry), xs, mask_t, reverse)
+    else:
+        # The fast kernel takes the input projection for all steps at once, outside its loop. Transposing x (F wide)
+        # before the projection, rather than its 4H-wide result, made the tutorial LSTM ~15% faster on XLA CPU.
+        xw = xs @ params["w_x"] + _bias(params["b"], 3)
+        hs, carry = lstm_recurrence(xw, params["w_h"], mask_t, *initial_carry, reverse)
+    if mask_t is not None:
+        hs = jnp.where(mask_t[:, :, None], hs, 0)
+    return hs.transpose(1, 0, 2), carry
 
 
 def lstm_layer(
@@ -137,8 +155,6 @@ def lstm_layer(
 ):
     """One LSTM layer over a batch of sequences.
 
-    The input projection ``x W_x + b`` is computed for all steps at once, outside the sequential loop.
-
     Args:
       params: ``{"w_x": f32[features, 4H], "w_h": f32[H, 4H], "b": f32[4H]}``.
       x: f32[batch, time, features].
@@ -146,29 +162,22 @@ def lstm_layer(
         ``reverse=True`` starts each sequence at its own last valid step, as PyTorch's packed sequences do.
       initial_carry: ``(c, h)``, each f32[batch, H]; zeros if None.
       reverse: run from the last step to the first (the backward half of a bidirectional layer).
-      implementation: ``"custom_vjp"`` (the fast path in `medjax.nn.lstm_fast`, reverse-mode differentiation only)
-        or ``"scan"`` (autodiff through `lax.scan`: the readable reference, also forward-mode differentiable).
+      implementation: ``"scan"`` is `lax.scan` of `lstm_cell` itself, differentiated by JAX (also forward-mode);
+        ``"custom_vjp"`` is the fast kernel of `medjax.nn.lstm_fast` (reverse-mode only), tested equal to it.
 
     Returns:
       ``(outputs, (c, h))``: outputs f32[batch, time, H], zero on padded steps; the final carry, each f32[batch, H].
     """
     _check_lstm_layer(params, x, mask, initial_carry, implementation)
-    batch, _, _ = x.shape
-    w_h = params["w_h"]
-    hidden = w_h.shape[0]
-    # Time-major inside: the loop slices whole [batch, ...] blocks per step. Transposing x (F wide) before the
-    # projection, rather than its 4H-wide result (what XLA CPU did with an einsum), made the tutorial LSTM ~15% faster.
-    xw = jnp.swapaxes(x, 0, 1) @ params["w_x"] + _bias(params["b"], 3)
-    mask_t = None if mask is None else mask.T
-    if initial_carry is None:
-        dtype = jnp.result_type(xw.dtype, w_h.dtype)
-        initial_carry = (jnp.zeros((batch, hidden), dtype), jnp.zeros((batch, hidden), dtype))
-    c0, h0 = initial_carry
-    recurrence = lstm_recurrence if implementation == "custom_vjp" else _scan_recurrence
-    hs, carry = recurrence(xw, w_h, mask_t, c0, h0, reverse)
-    if mask_t is not None:
-        hs = jnp.where(mask_t[:, :, None], hs, 0)
-    return hs.transpose(1, 0, 2), carry
+    return _lstm_layer(params, x, mask, initial_carry, reverse, implementation)
+
+
+def _last_valid(outputs: jax.Array, mask: jax.Array | None) -> jax.Array:
+    if mask is None:
+        return outputs[:, -1]
+    # argmax finds the first True of the reversed mask, so masks with holes also read their last True step.
+    index = outputs.shape[1] - 1 - jnp.argmax(mask[:, ::-1], axis=1)
+    return jnp.take_along_axis(outputs, index[:, None, None], axis=1)[:, 0]
 
 
 def last_valid(outputs: jax.Array, mask: jax.Array | None = None) -> jax.Array:
@@ -182,13 +191,9 @@ def last_valid(outputs: jax.Array, mask: jax.Array | None = None) -> jax.Array:
       f32[batch, H]. A sequence with no valid step reads its last position.
     """
     check_array(outputs, "outputs", dims=("batch", "time", "hidden"))
-    if mask is None:
-        return outputs[:, -1]
-    batch, time, _ = outputs.shape
-    _check_mask(mask, batch, time)
-    # argmax finds the first True of the reversed mask, so masks with holes also read their last True step.
-    index = time - 1 - jnp.argmax(mask[:, ::-1], axis=1)
-    return jnp.take_along_axis(outputs, index[:, None, None], axis=1)[:, 0]
+    if mask is not None:
+        _check_mask(mask, *outputs.shape[:2])
+    return _last_valid(outputs, mask)
 
 
 def init_lstm_params(key: jax.Array, in_features: int, hidden: int, dtype: Any = jnp.float32) -> dict:
@@ -237,6 +242,7 @@ class LSTM(nn.Module):
           ``(outputs, (c_n, h_n))``: outputs f32[batch, time, directions * H], zero on padded steps; the final carries,
           each f32[num_layers * directions, batch, H], in the same order as ``initial_carry``.
         """
+        _check_sequences(x, mask, self.implementation)
         suffixes = ("", "_reverse") if self.bidirectional else ("",)
         if initial_carry is not None:
             expected = (self.num_layers * len(suffixes), x.shape[0], self.hidden)
@@ -252,7 +258,7 @@ class LSTM(nn.Module):
                 params = self.param(f"layer_{layer}{suffix}", init_lstm_params, x.shape[-1], self.hidden)
                 index = layer * len(suffixes) + direction
                 carry = None if initial_carry is None else (initial_carry[0][index], initial_carry[1][index])
-                out, (c, h) = lstm_layer(params, x, mask, carry, bool(direction), self.implementation)
+                out, (c, h) = _lstm_layer(params, x, mask, carry, bool(direction), self.implementation)
                 outputs.append(out)
                 finals_c.append(c)
                 finals_h.append(h)
@@ -276,5 +282,5 @@ class TutorialLSTMClassifier(nn.Module):
     @nn.compact
     def __call__(self, x, mask=None, train: bool = False):
         """x: f32[batch, time, features]; mask: bool[batch, time] or None. Returns logits f32[batch, num_classes]."""
-        outputs, _ = LSTM(self.hidden, self.num_layers, name="lstm")(x, mask, train=train)
-        return nn.Dense(self.num_classes, name="head")(last_valid(outputs, mask))
+        outputs, _ = LSTM(self.hidden, self.num_layers, name="lstm")(x, mask, train=train)  # checks x and mask
+        return nn.Dense(self.num_classes, name="head")(_last_valid(outputs, mask))

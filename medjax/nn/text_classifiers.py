@@ -25,9 +25,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from medjax.nn.attention import MultiHeadAttention
 from medjax.nn.checks import check_array
 from medjax.nn.encoder import TransformerEncoder, masked_mean
+from medjax.nn.multihead import MultiHeadAttention
 from medjax.nn.recurrent import LSTM
 
 

@@ -1,4 +1,5 @@
-"""Scaled dot-product and multi-head attention against the tutorial's formula (NumPy), PyTorch and jax.nn."""
+"""Scaled dot-product attention, its kernels and multi-head attention against the tutorial's formula (NumPy),
+PyTorch and jax.nn."""
 
 import functools
 import math
@@ -9,12 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from medjax.nn.attention import (
-    MultiHeadAttention,
-    attention_weights,
-    choose_implementation,
-    scaled_dot_product_attention,
-)
+from medjax.nn import attention_kernels
+from medjax.nn.attention import attention_weights, scaled_dot_product_attention
+from medjax.nn.attention_kernels import choose_implementation, dot_product_attention
+from medjax.nn.multihead import MultiHeadAttention
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 
@@ -65,8 +64,17 @@ def test_matches_tutorial_formula(case):
     bias = None if bias_shape is None else normal(rng, bias_shape)
     expected = np_attention(q, k, v, mask, bias)
     np.testing.assert_allclose(scaled_dot_product_attention(q, k, v, mask, bias), expected, **TOL)
-    weights = np.asarray(attention_weights(q, k, mask, bias))
-    np.testing.assert_allclose(weights @ v.astype(np.float64), expected, **TOL)
+    out, weights = scaled_dot_product_attention(q, k, v, mask, bias, return_weights=True)
+    np.testing.assert_allclose(out, expected, **TOL)
+    np.testing.assert_array_equal(weights, attention_weights(q, k, mask, bias))
+    np.testing.assert_allclose(np.asarray(weights) @ v.astype(np.float64), expected, **TOL)
+    # α is a distribution over the allowed keys of each query, exactly 0 on the masked ones.
+    allowed = np.broadcast_to(True if mask is None else mask, weights.shape)
+    assert np.all(np.asarray(weights)[~allowed] == 0)
+    rows = allowed.any(axis=-1)
+    np.testing.assert_allclose(np.asarray(weights).sum(-1)[rows], 1.0, **TOL)
+    # The checked dispatcher runs this formula on CPU and gives the same numbers.
+    np.testing.assert_allclose(dot_product_attention(q, k, v, mask, bias), expected, **TOL)
 
 
 def test_scale_is_one_over_sqrt_d():
@@ -87,8 +95,9 @@ def test_fully_masked_row_is_zero_with_finite_gradients():
     def loss(q, k, v):
         return (scaled_dot_product_attention(q, k, v, mask) ** 2).sum()
 
-    out = scaled_dot_product_attention(q, k, v, mask)
+    out, weights = scaled_dot_product_attention(q, k, v, mask, return_weights=True)
     assert np.all(np.asarray(out[0, :, 2]) == 0) and np.all(np.asarray(out[1]) == 0)
+    assert np.all(np.asarray(weights[0, :, 2]) == 0)
     assert np.all(np.asarray(attention_weights(q, k, mask)[1]) == 0)
     np.testing.assert_allclose(out, np_attention(q, k, v, mask), **TOL)
     for g in jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(q, k, v):
@@ -162,7 +171,7 @@ def test_torch_multihead_attention_outputs_weights_and_gradients():
     np.testing.assert_allclose(g_params["out"]["bias"], torch_mha.out_proj.bias.grad.numpy(), **TOL)
 
 
-def test_jax_nn_xla_path_agrees_and_cpu_dispatches_to_jnp():
+def test_jax_nn_xla_path_agrees_and_cpu_dispatches_to_the_formula():
     rng = np.random.default_rng(4)
     q, k, v = normal(rng, (2, 5, 3, 8)), normal(rng, (2, 7, 3, 8)), normal(rng, (2, 7, 3, 8))  # [B, T, N, H]
     mask = rng.random((2, 1, 5, 7)) < 0.6
@@ -175,18 +184,36 @@ def test_jax_nn_xla_path_agrees_and_cpu_dispatches_to_jnp():
 
     # Our "xla" route reshapes any layout for jax.nn and keeps the fully-masked-row rule.
     mask[1, 0, 3] = False
-    xla = jax.jit(functools.partial(scaled_dot_product_attention, implementation="xla"))
+    xla = jax.jit(functools.partial(dot_product_attention, implementation="xla"))
     for any_rank in (mask, mask[:, :, :1], mask[0], mask[0, 0]):
         expected = np_attention(*heads_first, any_rank, bias)
         np.testing.assert_allclose(xla(*heads_first, any_rank, bias), expected, **TOL)
     q3, mask3 = heads_first[0][:, 0], mask[:, 0, :, :5]  # [B, T, d] and bool[B, T, T], one fully masked row
     np.testing.assert_allclose(xla(q3, q3, q3, mask3), np_attention(q3, q3, q3, mask3), **TOL)
 
+    assert attention_kernels.default_platform() == ("cpu", "")
     assert choose_implementation(*heads_first, mask) == "jnp"
     assert choose_implementation(*(a.astype(jnp.bfloat16) for a in heads_first)) == "jnp"
-    auto = jax.make_jaxpr(functools.partial(scaled_dot_product_attention, implementation=None))
-    plain = jax.make_jaxpr(functools.partial(scaled_dot_product_attention, implementation="jnp"))
-    assert str(auto(*heads_first, mask)) == str(plain(*heads_first, mask))
+    # On CPU the dispatcher traces to exactly the formula: nothing but the maths runs.
+    auto = jax.make_jaxpr(functools.partial(dot_product_attention, implementation=None))
+    formula = jax.make_jaxpr(scaled_dot_product_attention)
+    assert str(auto(*heads_first, mask)) == str(formula(*heads_first, mask))
+    np.testing.assert_allclose(xla(*heads_first, mask), dot_product_attention(*heads_first, mask), **TOL)
+
+
+def test_choice_of_kernel_on_other_platforms():
+    """The GPU/TPU rules, judged from shapes with the platform given (no accelerator needed)."""
+    rng = np.random.default_rng(9)
+    q, k, v = (jnp.asarray(normal(rng, (2, 4, 16, 64)), jnp.bfloat16) for _ in range(3))
+    mask = np.ones((2, 1, 1, 16), bool)
+    gpu = dict(platform="gpu", capability="9.0")
+    assert choose_implementation(q, k, v, mask, **gpu) == "cudnn"
+    assert choose_implementation(q, k, v, mask, platform="gpu", capability="7.5") == "xla"  # no flash before Ampere
+    assert choose_implementation(q, k, v, mask, platform="tpu") == "xla"
+    assert choose_implementation(*(a.astype(jnp.float32) for a in (q, k, v)), **gpu) == "xla"
+    assert choose_implementation(q[..., :15, :], k[..., :15, :], v[..., :15, :], mask[..., :15], **gpu) == "xla"
+    assert choose_implementation(q[..., :15, :], k[..., :15, :], v[..., :15, :], **gpu) == "cudnn"  # odd T, no mask
+    assert choose_implementation(q, k, v[..., :32], **gpu) == "jnp"  # d_v != d_k: jax.nn cannot take it
 
 
 def _cuda_capability() -> int:
@@ -209,7 +236,7 @@ def test_cudnn_path_matches_jnp_on_gpu(dtype):
     assert choose_implementation(q.astype(jnp.float32), k.astype(jnp.float32), v.astype(jnp.float32)) == "xla"
 
     def loss(q, k, v, implementation):
-        out = scaled_dot_product_attention(q, k, v, mask, implementation=implementation)
+        out = dot_product_attention(q, k, v, mask, implementation=implementation)
         return (out.astype(jnp.float32) ** 2).sum(), out
 
     (_, fused), g_fused = jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)(q, k, v, "cudnn")
@@ -303,7 +330,7 @@ def test_bad_inputs_raise_clear_errors_at_trace_time(bad):
     k, v = np.zeros(shapes["k"], np.float32), np.zeros(shapes["v"], np.float32)
     mask = np.ones(spec["mask"], spec.get("mask_dtype", bool)) if "mask" in spec else None
     bias = np.zeros(spec["bias"], np.float32) if "bias" in spec else None
-    attend = jax.jit(functools.partial(scaled_dot_product_attention, implementation=spec.get("implementation")))
+    attend = jax.jit(functools.partial(dot_product_attention, implementation=spec.get("implementation")))
     with pytest.raises(error, match=re.escape(message)) as info:
         attend(q, k, v, mask, bias)
     if "broadcast" in message:

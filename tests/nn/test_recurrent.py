@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
+from medjax.nn import recurrent
 from medjax.nn.recurrent import (
     IMPLEMENTATIONS,
     LSTM,
@@ -93,20 +94,44 @@ def test_layer_equals_python_loop_over_the_cell(implementation, reverse):
     c0, h0 = (jnp.asarray(rng.normal(size=(3, 5)), jnp.float32) for _ in range(2))
     outputs, (c_n, h_n) = lstm_layer(params, x, mask, (c0, h0), reverse, implementation)
 
+    steps = reversed(range(x.shape[1])) if reverse else range(x.shape[1])
     c, h = c0, h0
-    expected = np.zeros(outputs.shape, np.float32)
-    for t in reversed(range(x.shape[1])) if reverse else range(x.shape[1]):
+    c_np, h_np = np.float64(c0), np.float64(h0)
+    expected, expected_np = np.zeros(outputs.shape, np.float32), np.zeros(outputs.shape)
+    for t in steps:
+        valid = np.asarray(mask[:, t, None])
         (c_new, h_new), _ = lstm_cell(params, (c, h), x[:, t])
-        valid = mask[:, t, None]
         c, h = jnp.where(valid, c_new, c), jnp.where(valid, h_new, h)
         expected[:, t] = np.where(valid, h_new, 0)
-    np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(c_n, c, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(h_n, h, rtol=1e-5, atol=1e-6)
+        c_new, h_new = _numpy_lstm_cell(params, c_np, h_np, np.float64(x[:, t]))
+        c_np, h_np = np.where(valid, c_new, c_np), np.where(valid, h_new, h_np)
+        expected_np[:, t] = np.where(valid, h_new, 0)
+    for want, want_c, want_h in ((expected, c, h), (expected_np, c_np, h_np)):
+        np.testing.assert_allclose(outputs, want, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(c_n, want_c, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(h_n, want_h, rtol=1e-5, atol=1e-6)
+
+
+def test_scan_implementation_runs_lstm_cell_itself(monkeypatch):
+    """``implementation="scan"`` is `lax.scan` over `lstm_cell`: replacing the cell changes what the layer computes."""
+    x, mask = _batch()
+    params = _params()
+    calls = []
+
+    def doubled_cell(params, carry, x):
+        calls.append(x.shape)
+        (c, h), _ = lstm_cell(params, carry, x)
+        return (c, 2 * h), 2 * h
+
+    plain, _ = lstm_layer(params, x, mask, implementation="scan")
+    monkeypatch.setattr(recurrent, "lstm_cell", doubled_cell)
+    doubled, _ = lstm_layer(params, x, mask, implementation="scan")
+    assert calls == [(3, 4)]  # traced once, as the body of the scan, on one time step of the batch
+    assert np.abs(np.asarray(doubled - plain)).max() > 1e-2
 
 
 @pytest.mark.parametrize("mask_kind", ["none", "padded", "holes"])
-def test_fast_path_equals_reference_in_values_and_gradients(mask_kind):
+def test_custom_vjp_kernel_equals_the_lstm_cell_scan_in_values_and_gradients(mask_kind):
     x, mask = _batch()
     mask = {"none": None, "padded": mask, "holes": mask.at[0, 2].set(False).at[2, 0].set(False)}[mask_kind]
     params = _params()
@@ -218,6 +243,26 @@ def test_bad_inputs_raise_before_compilation(args, error, message):
         jax.eval_shape(lambda: lstm_layer(**call))
 
 
+@pytest.mark.parametrize(
+    "x, mask, error, message",
+    [
+        (jnp.zeros((3, 6, 4), jnp.int32), None, TypeError, r"x: expected float array .* got int32 array"),
+        (jnp.zeros((3, 6)), None, ValueError, r"x: expected float array of rank 3 \[batch, time, features\]"),
+        (jnp.zeros((3, 6, 4)), jnp.ones((3, 5), bool), ValueError, r"mask: expected bool array of shape \(3, 6\)"),
+    ],
+)
+def test_module_checks_its_inputs(x, mask, error, message):
+    with pytest.raises(error, match=message):
+        jax.eval_shape(LSTM(5, num_layers=2).init, jax.random.key(0), x, mask)
+
+
+def test_module_checks_once_not_in_every_layer(monkeypatch):
+    checked = []
+    monkeypatch.setattr(recurrent, "check_array", lambda x, name, **kwargs: checked.append(name))
+    jax.eval_shape(LSTM(5, num_layers=2, bidirectional=True).init, jax.random.key(0), *_batch())
+    assert checked == ["x", "mask"]
+
+
 def test_missing_parameter_and_bad_module_carry_are_named():
     params = dict(_params())
     del params["b"]
@@ -285,7 +330,7 @@ def _torch_grads(lstm, bidirectional):
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("padded", [False, True])
 def test_matches_torch_lstm_with_copied_weights(bidirectional, padded):
-    """The default (fast) path; the reference path equals it (test_fast_path_equals_reference_...)."""
+    """The default (custom_vjp) kernel; the lstm_cell scan equals it (test_custom_vjp_kernel_equals_...)."""
     torch = pytest.importorskip("torch", reason="PyTorch is the reference implementation")
     torch.manual_seed(0)
     batch, time, features, hidden, layers = 4, 7, 10, 32, 2
