@@ -1,17 +1,20 @@
-"""Classification metrics on the host, in NumPy: MedMNIST's AUC and ACC, accuracy, macro F1, ROC curve, confusion matrix.
+"""Classification metrics on the host: scikit-learn's, behind input checks, and MedMNIST's AUC and ACC over them.
 
-They equal scikit-learn's (``roc_auc_score``, ``accuracy_score``, ``f1_score(average="macro")``, ``roc_curve(...,
-drop_intermediate=False)``, ``confusion_matrix``), ties included, and MedMNIST's ``getAUC``/``getACC`` (medmnist
-v2/v3 ``evaluator.py``); scikit-learn is only the tests' reference.
+``roc_auc``, ``accuracy``, ``confusion_matrix``, ``macro_f1`` and ``roc_curve`` call ``sklearn.metrics`` after checking
+their input (shapes, lengths, dtypes, 0/1 labels, finite scores, class ranges) so that bad input fails with one line
+naming what was expected. ``medmnist_auc`` / ``medmnist_acc`` are MedMNIST's ``getAUC`` / ``getACC`` (medmnist
+``evaluator.py``): the same per-label or per-class scikit-learn calls and means, which scikit-learn cannot pick itself
+because it does not know MedMNIST's task types.
 
 Example:
   >>> medmnist_auc(np.array([0, 1, 1]), np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]]), "binary-class")
-  0.5
+  1.0
 """
 
 from __future__ import annotations
 
 import numpy as np
+from sklearn import metrics as skm
 
 BINARY, MULTI_CLASS, MULTI_LABEL, ORDINAL = "binary-class", "multi-class", "multi-label, binary-class", "ordinal-regression"
 TASK_TYPES = (BINARY, MULTI_CLASS, MULTI_LABEL, ORDINAL)
@@ -32,8 +35,9 @@ def _check_scores(scores, name: str = "scores") -> np.ndarray:
     scores = np.asarray(scores)
     if scores.dtype.kind not in "fiu":
         raise TypeError(f"{name} must be numeric, got {scores.dtype}")
-    if np.isnan(scores).any():
-        raise ValueError(f"{name} contain NaN")
+    if not np.isfinite(scores).all():
+        raise ValueError(f"{name} must be finite, found {np.isnan(scores).sum()} NaN and {np.isinf(scores).sum()} "
+                         "infinite values")
     return scores
 
 
@@ -42,42 +46,46 @@ def _same_length(a: np.ndarray, b: np.ndarray, names: str) -> None:
         raise ValueError(f"{names} must have the same length, got {len(a)} and {len(b)}")
 
 
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks of ``x``, tied values sharing the mean of their ranks (what the Mann-Whitney U needs)."""
-    order = np.argsort(x, kind="mergesort")
-    sorted_x = x[order]
-    first = np.r_[True, sorted_x[1:] != sorted_x[:-1]]
-    starts = np.flatnonzero(first)
-    ends = np.r_[starts[1:], len(x)]
-    ranks = np.empty(len(x), dtype=np.float64)
-    ranks[order] = ((starts + 1 + ends) / 2.0)[np.cumsum(first) - 1]
-    return ranks
-
-
-def roc_auc(labels, scores) -> float:
-    """Area under the ROC curve of a binary problem, ties counted as half (as scikit-learn's ``roc_auc_score``).
-
-    Computed as the Mann-Whitney U statistic: the probability that a random positive scores above a random negative.
-
-    Args:
-      labels: 0/1 (or bool) of shape [n] or [n, 1]; 1 is the positive class.
-      scores: f32[n] or [n, 1], higher meaning more positive.
-
-    Raises:
-      ValueError: only one class is present (the AUC is undefined), or labels are not 0/1.
-    """
+def _binary_inputs(labels, scores, what: str) -> tuple[np.ndarray, np.ndarray]:
     labels = _as_1d(labels, "labels")
     scores = _as_1d(_check_scores(scores), "scores", "fiu").astype(np.float64)
     _same_length(labels, scores, "labels and scores")
     if not np.isin(labels, (0, 1)).all():
-        raise ValueError(f"labels must be 0/1 for a binary AUC, found {np.unique(labels)}")
-    positive = labels.astype(bool)
-    n_pos = int(positive.sum())
+        raise ValueError(f"labels must be 0/1 for {what}, found {np.unique(labels)}")
+    return labels.astype(np.int64), scores
+
+
+def _class_pair(labels, pred, num_classes: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Checked int[n] labels and predictions, and C (default: one more than the largest class seen)."""
+    labels, pred = _as_1d(labels, "labels"), _as_1d(pred, "pred")
+    _same_length(labels, pred, "labels and pred")
+    if not len(labels):
+        raise ValueError("labels and pred are empty: the metric of an empty set is undefined")
+    seen = int(max(labels.max(), pred.max())) + 1
+    num_classes = seen if num_classes is None else num_classes
+    if min(labels.min(), pred.min()) < 0 or seen > num_classes:
+        raise ValueError(f"classes must lie in [0, {num_classes - 1}], found labels {np.unique(labels)} and "
+                         f"predictions {np.unique(pred)}")
+    return labels.astype(np.int64), pred.astype(np.int64), num_classes
+
+
+def roc_auc(labels, scores) -> float:
+    """Area under the ROC curve of a binary problem, ties counted as half: scikit-learn's ``roc_auc_score``.
+
+    Args:
+      labels: 0/1 (or bool) of shape [n] or [n, 1]; 1 is the positive class.
+      scores: f32[n] or [n, 1], higher meaning more positive; finite.
+
+    Raises:
+      ValueError: only one class is present (the AUC is undefined), labels are not 0/1, scores are not finite, or
+        the lengths differ.
+    """
+    labels, scores = _binary_inputs(labels, scores, "a binary AUC")
+    n_pos = int(labels.sum())
     n_neg = len(labels) - n_pos
     if n_pos == 0 or n_neg == 0:
         raise ValueError(f"the AUC is undefined with only one class present ({n_pos} positive, {n_neg} negative)")
-    rank_sum = _average_ranks(scores)[positive].sum()
-    return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(skm.roc_auc_score(labels, scores))
 
 
 def _medmnist_inputs(labels, scores, task_type: str) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +111,7 @@ def _medmnist_inputs(labels, scores, task_type: str) -> tuple[np.ndarray, np.nda
 
 
 def medmnist_auc(labels, scores, task_type: str) -> float:
-    """MedMNIST's AUC (``medmnist.evaluator.getAUC``).
+    """MedMNIST's AUC (``medmnist.evaluator.getAUC``): ``roc_auc`` of one column, or the mean over columns.
 
     Args:
       labels: int[n] or int[n, 1] class indices; 0/1 int[n, L] for multi-label.
@@ -134,83 +142,61 @@ def medmnist_acc(labels, scores, task_type: str, threshold: float = 0.5) -> floa
     """
     labels, scores = _medmnist_inputs(labels, scores, task_type)
     # MedMNIST's own comparisons: strict ">" for binary, "not below" for multi-label; they differ only at a score of
-    # exactly 0.5, kept so that our figures equal the published evaluator's.
+    # exactly the threshold, kept so that our figures equal the published evaluator's.
     if task_type == BINARY:
         return accuracy(labels, (scores[:, -1] > threshold).astype(np.int64))
     if task_type == MULTI_LABEL:
-        return float(np.mean(labels == (scores >= threshold)))
+        predicted = (scores >= threshold).astype(np.int64)
+        return float(np.mean([skm.accuracy_score(labels[:, i], predicted[:, i]) for i in range(labels.shape[1])]))
     return accuracy(labels, np.argmax(scores, axis=-1))
 
 
 def accuracy(labels, pred) -> float:
-    """Fraction of ``pred`` equal to ``labels`` (int[n] each)."""
+    """Fraction of ``pred`` equal to ``labels`` (int[n] each): scikit-learn's ``accuracy_score``."""
     labels, pred = _as_1d(labels, "labels"), _as_1d(pred, "pred")
     _same_length(labels, pred, "labels and pred")
     if not len(labels):
         raise ValueError("accuracy of an empty set is undefined")
-    return float(np.mean(labels == pred))
+    return float(skm.accuracy_score(labels, pred))
 
 
 def confusion_matrix(labels, pred, num_classes: int | None = None) -> np.ndarray:
-    """Counts: int64[C, C], rows the true class, columns the predicted one (scikit-learn's layout).
+    """Counts: int64[C, C], rows the true class, columns the predicted one: scikit-learn's ``confusion_matrix``.
 
     Args:
       labels: int[n] true classes.
       pred: int[n] predicted classes.
       num_classes: C; default one more than the largest class seen in either array.
     """
-    labels, pred = _as_1d(labels, "labels"), _as_1d(pred, "pred")
-    _same_length(labels, pred, "labels and pred")
-    seen = int(max(labels.max(initial=0), pred.max(initial=0))) + 1
-    num_classes = seen if num_classes is None else num_classes
-    if min(labels.min(initial=0), pred.min(initial=0)) < 0 or seen > num_classes:
-        raise ValueError(f"classes must lie in [0, {num_classes - 1}], found labels {np.unique(labels)} and "
-                         f"predictions {np.unique(pred)}")
-    flat = labels.astype(np.int64) * num_classes + pred.astype(np.int64)
-    return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    labels, pred, num_classes = _class_pair(labels, pred, num_classes)
+    return skm.confusion_matrix(labels, pred, labels=np.arange(num_classes))
 
 
 def macro_f1(labels, pred, num_classes: int | None = None) -> float:
-    """Unweighted mean over classes of F1 = 2TP / (2TP + FP + FN) (scikit-learn's ``f1_score(average="macro")``).
+    """Unweighted mean over classes of F1 = 2TP / (2TP + FP + FN): scikit-learn's ``f1_score(average="macro")``.
 
     Args:
       labels: int[n] true classes.
       pred: int[n] predicted classes.
-      num_classes: average over classes ``0..num_classes-1`` (a class never seen nor predicted scores 0, as
-        scikit-learn's ``zero_division`` default); default: over the classes present in ``labels`` or ``pred``.
+      num_classes: average over classes ``0..num_classes-1``, a class never seen nor predicted scoring 0
+        (``zero_division=0``); default: over the classes present in ``labels`` or ``pred``.
     """
-    matrix = confusion_matrix(labels, pred, num_classes)
-    tp = np.diag(matrix).astype(np.float64)
-    denominator = 2 * tp + (matrix.sum(axis=0) - tp) + (matrix.sum(axis=1) - tp)
-    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
-    if num_classes is None:
-        f1 = f1[denominator > 0]
-    return float(f1.mean())
+    labels, pred, _ = _class_pair(labels, pred, num_classes)
+    classes = None if num_classes is None else np.arange(num_classes)
+    return float(skm.f1_score(labels, pred, labels=classes, average="macro", zero_division=0))
 
 
 def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The ROC curve at every distinct score (scikit-learn's ``roc_curve`` with ``drop_intermediate=False``).
+    """The ROC curve at every distinct score: scikit-learn's ``roc_curve(..., drop_intermediate=False)``.
 
     Args:
       labels: 0/1 int[n]; 1 is the positive class.
-      scores: f32[n], higher meaning more positive.
+      scores: f32[n], higher meaning more positive; finite.
 
     Returns:
       ``(fpr, tpr, thresholds)``, each f64[k + 1] for k distinct scores: thresholds decrease from ``inf`` (nothing
       called positive, the point (0, 0)) through each distinct score (called positive when ``score >= threshold``).
+      A class absent from ``labels`` gives NaN for its rate (scikit-learn also warns).
     """
-    labels = _as_1d(labels, "labels")
-    scores = _as_1d(_check_scores(scores), "scores", "fiu").astype(np.float64)
-    _same_length(labels, scores, "labels and scores")
-    if not np.isin(labels, (0, 1)).all():
-        raise ValueError(f"labels must be 0/1 for a ROC curve, found {np.unique(labels)}")
-    order = np.argsort(-scores, kind="mergesort")
-    scores, labels = scores[order], labels[order].astype(np.float64)
-    # The last index of each run of equal scores: a threshold admits a whole tie group at once.
-    last = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
-    tps = np.r_[0.0, np.cumsum(labels)[last]]
-    fps = np.r_[0.0, (1 + last) - tps[1:]]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # A class absent from labels gives NaN for its rate, as scikit-learn does (with a warning there).
-        fpr, tpr = fps / fps[-1], tps / tps[-1]
-    return fpr, tpr, np.r_[np.inf, scores[last]]
+    labels, scores = _binary_inputs(labels, scores, "a ROC curve")
+    return skm.roc_curve(labels, scores, pos_label=1, drop_intermediate=False)

@@ -3,7 +3,7 @@
 import pytest
 
 from medjax.data.conll import Sentence, read_conll, tag_names, to_iob2
-from medjax.metrics.entities import get_entities
+from seqeval.metrics.sequence_labeling import get_entities
 
 
 def write(tmp_path, text, name="data.tsv"):
@@ -82,13 +82,13 @@ def test_malformed_lines_and_unknown_tags_name_file_and_line(tmp_path, text, lin
     path = write(tmp_path, text)
     with pytest.raises(ValueError, match=message) as error:
         read_conll(path)
-    assert f"{path}, line {line}:" in str(error.value)
+    assert f"{path}:{line}:" in str(error.value)
 
 
 @pytest.mark.parametrize("text", ["", "\n\n  \n"])
 def test_empty_files_are_rejected(tmp_path, text):
     path = write(tmp_path, text)
-    with pytest.raises(ValueError, match="no sentences found") as error:
+    with pytest.raises(ValueError, match="expected sentences") as error:
         read_conll(path)
     assert str(path) in str(error.value)
 
@@ -106,5 +106,5 @@ def test_ncbi_disease_counts_match_its_readme(ncbi_dir):
         sentences = read_conll(ncbi_dir / f"{split}.tsv")
         assert len(sentences) == n_sentences
         assert sum(len(s.tokens) for s in sentences) == n_tokens
-        assert sum(len(get_entities(s.tags)) for s in sentences) == n_mentions
+        assert sum(len(get_entities(list(s.tags))) for s in sentences) == n_mentions
         assert tag_names(sentences) == ["O", "B-Disease", "I-Disease"]

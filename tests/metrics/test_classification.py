@@ -1,4 +1,5 @@
-"""Classification metrics against scikit-learn (ties included) and MedMNIST's evaluator, re-written here with it."""
+"""Classification metrics: hand-computed values, scikit-learn (ties included), MedMNIST's evaluator (re-written here
+with scikit-learn), and the input checks in front of scikit-learn."""
 
 import numpy as np
 import pytest
@@ -36,13 +37,19 @@ def test_roc_auc_hand_computed():
     assert cls.roc_auc([0, 1, 1, 0], [0.2, 0.7, 0.4, 0.4]) == 0.875
 
 
-def test_roc_auc_rejects_one_class_and_nan():
-    with pytest.raises(ValueError, match="only one class"):
+def test_roc_auc_rejects_one_class_non_finite_and_bad_shapes():
+    with pytest.raises(ValueError, match=r"only one class present \(3 positive, 0 negative\)"):
         cls.roc_auc([1, 1, 1], [0.1, 0.2, 0.3])
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="scores must be finite, found 1 NaN and 0 infinite"):
         cls.roc_auc([0, 1], [0.1, np.nan])
-    with pytest.raises(ValueError, match="0/1"):
+    with pytest.raises(ValueError, match="scores must be finite, found 0 NaN and 1 infinite"):
+        cls.roc_auc([0, 1], [0.1, np.inf])
+    with pytest.raises(ValueError, match=r"labels must be 0/1 for a binary AUC, found \[0 2\]"):
         cls.roc_auc([0, 2], [0.1, 0.2])
+    with pytest.raises(ValueError, match="labels and scores must have the same length, got 2 and 3"):
+        cls.roc_auc([0, 1], [0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match=r"scores must have shape \[n\] or \[n, 1\], got \(2, 2\)"):
+        cls.roc_auc([0, 1], np.zeros((2, 2)))
 
 
 @pytest.mark.parametrize("labels_shape", ["flat", "column"])
@@ -88,6 +95,27 @@ def test_medmnist_multilabel():
     assert cls.medmnist_acc(labels, scores, "multi-label, binary-class") == pytest.approx(expected_acc, abs=1e-12)
 
 
+def test_medmnist_hand_computed():
+    # Binary: the last column [0.2, 0.7, 0.4] ranks both positives above the negative: AUC 1; "> 0.5" calls only
+    # the second positive: ACC 2/3.
+    scores = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    assert cls.medmnist_auc([0, 1, 1], scores, "binary-class") == 1.0
+    assert cls.medmnist_acc([0, 1, 1], scores, "binary-class") == pytest.approx(2 / 3, abs=1e-12)
+    # Multi-class, one AUC per column against "label == column". Class 0: positives 0.5, 0.3 vs negatives 0.4, 0.2
+    # win 3 of 4 pairs -> 3/4; class 1: 0.4 vs 0.2, 0.3, 0.6 -> 2/3; class 2: 0.5 vs 0.3, 0.2, 0.1 -> 1. Mean 29/36.
+    # Argmax [0, 0 (tie: first index), 2, 1] against [0, 1, 2, 0]: ACC 1/2.
+    labels = [0, 1, 2, 0]
+    scores = np.array([[0.5, 0.2, 0.3], [0.4, 0.4, 0.2], [0.2, 0.3, 0.5], [0.3, 0.6, 0.1]])
+    assert cls.medmnist_auc(labels, scores, "multi-class") == pytest.approx(29 / 36, abs=1e-12)
+    assert cls.medmnist_acc(labels, scores, "multi-class") == 0.5
+    # Multi-label, per label. Label 0: 0.9, 0.5 vs 0.2 -> AUC 1; label 1: 0.4, 0.6 vs 0.5 -> 1/2; mean 3/4.
+    # ">= 0.5" predicts label 0 as [1, 0, 1] (all right) and label 1 as [1, 0, 1] against [0, 1, 1] (1/3): ACC 2/3.
+    labels = np.array([[1, 0], [0, 1], [1, 1]])
+    scores = np.array([[0.9, 0.5], [0.2, 0.4], [0.5, 0.6]])
+    assert cls.medmnist_auc(labels, scores, "multi-label, binary-class") == pytest.approx(0.75, abs=1e-12)
+    assert cls.medmnist_acc(labels, scores, "multi-label, binary-class") == pytest.approx(2 / 3, abs=1e-12)
+
+
 def test_medmnist_rejects_bad_input():
     scores = np.full((4, 2), 0.5)
     with pytest.raises(ValueError, match="unknown MedMNIST task type 'binary'.*multi-class"):
@@ -116,11 +144,38 @@ def test_accuracy_f1_confusion_equal_sklearn():
         skm.f1_score(labels, pred, average="macro", labels=range(8), zero_division=0), abs=1e-12)
 
 
-def test_macro_f1_hand_computed_and_confusion_checks():
-    # Class 0: tp 1, fp 2, fn 1 -> 2/5; class 1: tp 1, fp 1, fn 1 -> 1/2; class 2: tp 0, fp 0, fn 1 -> 0.
-    assert cls.macro_f1([0, 0, 1, 1, 2], [0, 1, 1, 0, 0]) == pytest.approx(0.3, abs=1e-12)
-    with pytest.raises(ValueError, match=r"classes must lie in \[0, 1\]"):
+def test_accuracy_confusion_macro_f1_hand_computed():
+    labels, pred = [0, 0, 1, 1, 2], [0, 1, 1, 0, 0]
+    # Right at positions 0 and 2: 2/5.
+    assert cls.accuracy(labels, pred) == pytest.approx(0.4, abs=1e-12)
+    # Rows: true 0 -> predicted (0, 1); true 1 -> (1, 0); true 2 -> 0.
+    np.testing.assert_array_equal(cls.confusion_matrix(labels, pred), [[1, 1, 0], [1, 1, 0], [1, 0, 0]])
+    assert cls.confusion_matrix(labels, pred, num_classes=4).shape == (4, 4)
+    # F1 = 2TP / (2TP + FP + FN). Class 0: tp 1, fp 2, fn 1 -> 2/5; class 1: tp 1, fp 1, fn 1 -> 1/2; class 2: tp 0,
+    # fp 0, fn 1 -> 0. Mean over the 3 classes seen: 0.3.
+    assert cls.macro_f1(labels, pred) == pytest.approx(0.3, abs=1e-12)
+    # With num_classes=4, class 3 (neither true nor predicted) scores 0 and still counts: 0.9 / 4.
+    assert cls.macro_f1(labels, pred, num_classes=4) == pytest.approx(0.225, abs=1e-12)
+    # Without num_classes, a class neither true nor predicted is left out: class 0 (tp 1, fp 1, fn 1 -> 1/2) and
+    # class 2 (tp 0 -> 0) give 1/4, not the 1/6 that counting the absent class 1 would give.
+    assert cls.macro_f1([0, 0, 2], [0, 2, 0]) == pytest.approx(0.25, abs=1e-12)
+
+
+def test_class_metrics_reject_bad_input():
+    with pytest.raises(ValueError, match=r"classes must lie in \[0, 1\], found labels \[0 2\]"):
         cls.confusion_matrix([0, 2], [0, 1], num_classes=2)
+    with pytest.raises(ValueError, match=r"classes must lie in \[0, 3\]"):
+        cls.macro_f1([0, -1], [0, 1], num_classes=4)
+    with pytest.raises(ValueError, match="labels and pred must have the same length, got 2 and 3"):
+        cls.macro_f1([0, 1], [0, 1, 1])
+    with pytest.raises(ValueError, match="labels and pred must have the same length, got 3 and 2"):
+        cls.accuracy([0, 1, 1], [0, 1])
+    with pytest.raises(ValueError, match="empty"):
+        cls.confusion_matrix(np.array([], int), np.array([], int))
+    with pytest.raises(ValueError, match="empty"):
+        cls.accuracy(np.array([], int), np.array([], int))
+    with pytest.raises(TypeError, match="pred must have dtype kind in 'iub', got float64"):
+        cls.accuracy([0, 1], [0.0, 1.0])
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -137,3 +192,24 @@ def test_roc_curve_equals_sklearn(seed):
     # The trapezoid area under our curve is the rank AUC.
     area = np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2)
     np.testing.assert_allclose(area, cls.roc_auc(labels, scores), atol=1e-12)
+
+
+def test_roc_curve_hand_computed():
+    # Scores sorted down: 0.7 (pos), 0.4 (pos, neg), 0.2 (neg); 2 positives, 2 negatives.
+    # threshold inf: nothing positive (0, 0); 0.7: tp 1 -> (0, 1/2); 0.4: tp 2, fp 1 -> (1/2, 1); 0.2: (1, 1).
+    fpr, tpr, thresholds = cls.roc_curve([0, 1, 1, 0], [0.2, 0.7, 0.4, 0.4])
+    np.testing.assert_array_equal(thresholds, [np.inf, 0.7, 0.4, 0.2])
+    np.testing.assert_allclose(fpr, [0, 0, 0.5, 1], atol=1e-12)
+    np.testing.assert_allclose(tpr, [0, 0.5, 1, 1], atol=1e-12)
+
+
+def test_roc_curve_single_class_and_bad_input():
+    # No negatives: the false-positive rate is 0/0, NaN (scikit-learn warns).
+    with pytest.warns(UserWarning, match="No negative samples"):
+        fpr, tpr, _ = cls.roc_curve([1, 1], [0.3, 0.6])
+    assert np.isnan(fpr).all()
+    np.testing.assert_allclose(tpr, [0, 0.5, 1])
+    with pytest.raises(ValueError, match=r"labels must be 0/1 for a ROC curve, found \[0 1 2\]"):
+        cls.roc_curve([0, 1, 2], [0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="scores must be finite"):
+        cls.roc_curve([0, 1], [-np.inf, 0.2])

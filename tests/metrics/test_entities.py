@@ -1,19 +1,18 @@
-"""Entity-level P/R/F1 against seqeval's default mode, on hand-made and random tag sequences."""
+"""Entity-level P/R/F1: hand-computed values, seqeval's default mode on hand-made and random tag sequences, and the
+input checks that entity_prf adds to seqeval."""
 
 import warnings
 
 import numpy as np
 import pytest
+import seqeval.metrics as seqeval_metrics
 
-seqeval_metrics = pytest.importorskip("seqeval.metrics")
-from seqeval.metrics.sequence_labeling import get_entities as seqeval_entities
-
-from medjax.metrics.entities import entity_counts, entity_prf, get_entities
+from medjax.metrics.entities import entity_prf
 
 
 def seqeval_prf(true_tags, pred_tags):
     with warnings.catch_warnings():
-        # seqeval warns on zero denominators and returns 0, as entity_prf does.
+        # With its default zero_division="warn", seqeval warns on zero denominators and returns 0, as entity_prf does.
         warnings.simplefilter("ignore")
         return {
             "precision": seqeval_metrics.precision_score(true_tags, pred_tags),
@@ -53,11 +52,46 @@ def test_hand_made_sequences_match_seqeval(true_tags, pred_tags):
     assert_matches_seqeval(true_tags, pred_tags)
 
 
-def test_hand_computed_values():
-    # True: Dis(0,1), Dis(3,3). Predicted: Dis(0,1), Dis(3,4). One of two right on each side.
-    result = entity_prf([["B-Dis", "I-Dis", "O", "B-Dis", "O"]], [["B-Dis", "I-Dis", "O", "B-Dis", "I-Dis"]])
-    assert result == {"precision": 0.5, "recall": 0.5, "f1": 0.5}
-    assert entity_counts([["B-A", "B-A", "O"]], [["B-A", "O", "B-A"]]) == (1, 2, 2)
+@pytest.mark.parametrize(
+    "true_tags, pred_tags, expected",
+    [
+        # True: Dis(0,1), Dis(3,3). Predicted: Dis(0,1), Dis(3,4). One of two right on each side: P = R = F1 = 1/2.
+        ([["B-Dis", "I-Dis", "O", "B-Dis", "O"]], [["B-Dis", "I-Dis", "O", "B-Dis", "I-Dis"]], (0.5, 0.5, 0.5)),
+        # True: A(0,0), A(1,1) (B- splits them). Predicted: A(0,0), A(2,2). 1 of 2 each way: 1/2, 1/2, 1/2.
+        ([["B-A", "B-A", "O"]], [["B-A", "O", "B-A"]], (0.5, 0.5, 0.5)),
+        # True: A(0,1), B(3,3). Predicted: A(0,1). P = 1/1, R = 1/2, F1 = 2 * 1 * 1/2 / (3/2) = 2/3.
+        ([["B-A", "I-A", "O", "B-B"]], [["B-A", "I-A", "O", "O"]], (1.0, 0.5, 2 / 3)),
+        # A wrong type with the right boundaries does not count: True A(0,1); predicted B(0,1). All 0.
+        ([["B-A", "I-A"]], [["B-B", "I-B"]], (0.0, 0.0, 0.0)),
+        # IOB1 read leniently: I-Dis after O opens Dis(0,1) and Dis(3,3), the same entities as the IOB2 guess: all 1.
+        ([["I-Dis", "I-Dis", "O", "I-Dis"]], [["B-Dis", "I-Dis", "O", "B-Dis"]], (1.0, 1.0, 1.0)),
+        # Micro average over sentences: sentence 1 has 1 of 1 right, sentence 2 predicts 2 where 1 is true
+        # (A(0,1) vs A(0,0), A(1,1)): correct 1, predicted 3, true 2 -> P 1/3, R 1/2, F1 2/5.
+        ([["B-A"], ["B-A", "I-A"]], [["B-A"], ["B-A", "B-A"]], (1 / 3, 0.5, 0.4)),
+        # No sentences at all: every ratio has a zero denominator.
+        ([], [], (0.0, 0.0, 0.0)),
+    ],
+)
+def test_hand_computed_values(true_tags, pred_tags, expected):
+    result = entity_prf(true_tags, pred_tags)
+    assert list(result) == ["precision", "recall", "f1"]
+    np.testing.assert_allclose([result[k] for k in ("precision", "recall", "f1")], expected, rtol=0, atol=1e-12)
+
+
+def test_zero_denominators_give_zero_without_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert entity_prf([["O", "O"]], [["O", "O"]]) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+        assert entity_prf([["B-A", "O"]], [["O", "O"]]) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+
+
+def test_tuples_and_arrays_of_tags_are_sentences():
+    # seqeval itself reads only lists of lists; a tuple per sentence (as conll.Sentence.tags) must score the same.
+    true_tags = [("B-A", "I-A", "O"), ("O", "B-B")]
+    pred_tags = [np.array(["B-A", "I-A", "O"]), ("B-B", "B-B")]
+    assert entity_prf(true_tags, pred_tags) == entity_prf([list(s) for s in true_tags], [list(s) for s in pred_tags])
+    # True A(0,1), B(1,1); predicted A(0,1), B(0,0), B(1,1): correct 2, predicted 3, true 2 -> 2/3, 1, 4/5.
+    np.testing.assert_allclose(list(entity_prf(true_tags, pred_tags).values()), [2 / 3, 1.0, 0.8], rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -70,8 +104,6 @@ def test_random_sequences_match_seqeval(seed):
     # Predictions: the truth with about a third of its tags changed, so the scores are neither 0 nor 1.
     pred_tags = [[rng.choice(vocab) if rng.random() < 0.3 else tag for tag in sentence] for sentence in true_tags]
     assert_matches_seqeval(true_tags, pred_tags)
-    for sentence in true_tags:
-        assert get_entities(sentence) == seqeval_entities(sentence)
 
 
 def test_rejects_unknown_tags_and_mismatched_lengths():
@@ -79,6 +111,8 @@ def test_rejects_unknown_tags_and_mismatched_lengths():
         entity_prf([["X-Dis"]], [["O"]])
     with pytest.raises(ValueError, match="unknown tag 'B-'"):
         entity_prf([["B-"]], [["O"]])
+    with pytest.raises(ValueError, match="unknown tag 'O-Dis'"):
+        entity_prf([["O"]], [["O-Dis"]])
     with pytest.raises(ValueError, match="sentence 1: 2 true tags but 1 predicted"):
         entity_prf([["O"], ["O", "O"]], [["O"], ["O"]])
     with pytest.raises(ValueError, match="1 sentences but pred_tags has 2"):
