@@ -1,88 +1,106 @@
 """The command line: `medjax train <task> ...`, `medjax evaluate`, `medjax plot`, `medjax keywords`, `medjax bench`.
 
-Each task module in `medjax.tasks` provides a `Config` dataclass (extending `medjax.train.config.TrainConfig`, with
-defaults that reproduce the published recipe) and `build_task(config) -> Task`. The flags of `medjax train <task>` are
-made from the fields of its `Config`: a field `batch_size` is the flag `--batch-size`, and its comment is its help.
+Each task module in `medjax.tasks` provides a frozen `Config` dataclass whose fields (declared with
+`medjax.train.config.option`) are the flags of `medjax train <task>`: a field ``batch_size`` is ``--batch-size``, its
+help is its help. ``--config run.toml`` reads fields from a TOML file first; flags given beside it win.
+
+A user's mistake (a path, a damaged file, a bad value) ends in one line on stderr, ``medjax: error: ...``, and exit
+status 2; ``--debug`` shows the traceback instead. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import os
-import re
 import sys
-import typing
+import tomllib
 
+from medjax.errors import ConfigError, DataError, UserError
 from medjax.tasks import TASKS, task_module
 
-def _field_help(cls) -> dict[str, str]:
-    """The trailing `# comment` of each field in the dataclass source (and its bases), used as the flag's help."""
-    helps: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        try:
-            source = inspect.getsource(klass)
-        except (OSError, TypeError):
-            continue
-        for match in re.finditer(r"^\s+(\w+):[^#\n]*#\s*(.+)$", source, re.M):
-            helps[match.group(1)] = match.group(2).strip()
-    return helps
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are `ConfigError`s: one line, exit status 2, like every other user error."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+    def error(self, message: str):
+        raise ConfigError(None, f"{self.prog}: {message}")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config_cls) -> None:
-    helps = _field_help(config_cls)
-    hints = typing.get_type_hints(config_cls)
+    """One flag per field of ``config_cls``, its help and default from the field."""
+    from medjax.train.config import choices_of, field_kind, flag
+
     for field in dataclasses.fields(config_cls):
-        flag = "--" + field.name.replace("_", "-")
-        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-        hint = hints[field.name]
-        help_text = f"{helps.get(field.name, '')} (default: {default})"
-        if hint is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
-        elif typing.get_origin(hint) is tuple:
-            (inner, *_) = typing.get_args(hint)
-            parser.add_argument(flag, type=inner, nargs="*", default=default, help=help_text)
+        kind, is_tuple, _ = field_kind(config_cls, field)
+        choices = choices_of(field)
+        help_text = field.metadata.get("help", "")
+        if choices:
+            help_text += f"; one of {', '.join(map(str, choices))}"
+        help_text += f" (default: {field.default})"
+        if kind is bool:
+            parser.add_argument(flag(field.name), action=argparse.BooleanOptionalAction, default=field.default,
+                                help=help_text)
         else:
-            kind = next((t for t in typing.get_args(hint) if t is not type(None)), hint) if typing.get_args(hint) else hint
-            parser.add_argument(flag, type=kind, default=default, help=help_text)
+            parser.add_argument(flag(field.name), type=kind, nargs="*" if is_tuple else None, default=field.default,
+                                help=help_text, metavar=field.name.upper())
 
 
-def config_from_args(config_cls, args: argparse.Namespace):
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)}
-    for f in dataclasses.fields(config_cls):
-        if isinstance(values[f.name], list):
-            values[f.name] = tuple(values[f.name])
-    return config_cls(**values)
+def _read_toml(path: str) -> dict:
+    from medjax.data.files import read_text
+
+    try:
+        values = tomllib.loads(read_text(path, "a TOML config file"))
+    except tomllib.TOMLDecodeError as err:
+        raise DataError(path, f"expected TOML, got {err}") from None
+    return {key.replace("-", "_"): value for key, value in values.items()}
+
+
+def parse_config(config_cls, argv: list[str], prog: str):
+    """The config of ``medjax train <task>`` from its arguments: defaults, then ``--config`` TOML, then flags."""
+    from medjax.train.config import from_mapping
+
+    pre = _Parser(prog=prog, add_help=False)
+    pre.add_argument("--config")
+    known, rest = pre.parse_known_args(argv)
+    parser = _Parser(prog=prog, description=sys.modules[config_cls.__module__].__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="a TOML file of option = value lines (field names); flags given beside it "
+                                         "win")
+    add_config_arguments(parser, config_cls)
+    if known.config:
+        from_file = _read_toml(known.config)
+        from_mapping(config_cls, from_file, known.config)  # names the file if a value there is wrong
+        parser.set_defaults(**from_file)
+    values = vars(parser.parse_args(rest))
+    values.pop("config")
+    return from_mapping(config_cls, values, prog)
 
 
 def _train(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: medjax train {{{','.join(sorted(TASKS))}}} [options]   (medjax train <task> --help for options)")
+        print(f"usage: medjax train {{{','.join(sorted(TASKS))}}} [--config run.toml] [options]   "
+              f"(medjax train <task> --help for options)")
         return 0
     name, rest = argv[0], argv[1:]
     module = task_module(name)
-    parser = argparse.ArgumentParser(prog=f"medjax train {name}", description=module.__doc__)
-    add_config_arguments(parser, module.Config)
-    config = config_from_args(module.Config, parser.parse_args(rest))
+    config = parse_config(module.Config, rest, f"medjax train {name}")
     from medjax.train import distributed, loop
 
-    from medjax.data.download import DownloadError
-
     distributed.initialize()  # multi-host: joins the other processes when launched as one; a no-op on one machine
-    try:
-        task = module.build_task(config)
-    except DownloadError as err:  # no network: say what to do, without a traceback
-        raise SystemExit(f"medjax: {err}") from None
-    loop.train(task, config, task_name=name)
+    loop.train(module.build_task(config), config, task_name=name)
     return 0
 
 
 def _workdir_command(command: str, argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog=f"medjax {command}")
+    parser = _Parser(prog=f"medjax {command}")
     parser.add_argument("--workdir", required=True, help="the work folder of a `medjax train` run")
+    if command == "evaluate":
+        parser.add_argument("--splits", nargs="+", default=["test"], choices=("train", "val", "test"),
+                            help="the splits to score (default: test)")
     if command == "keywords":
         parser.add_argument("text", help="the document whose keywords to rank")
         parser.add_argument("--top-k", type=int, default=10, help="how many tokens to print (default: 10)")
@@ -92,13 +110,13 @@ def _workdir_command(command: str, argv: list[str]) -> int:
     if command == "evaluate":
         from medjax.tasks import evaluate_workdir
 
-        evaluate_workdir(args.workdir)
+        evaluate_workdir(args.workdir, tuple(args.splits))
     elif command == "plot":
         from medjax.train import plots
 
         plots.plot_workdir(args.workdir)
     else:
-        from medjax.tasks import keywords
+        from medjax.explain import keywords
 
         keywords.main(args.workdir, args.text, top_k=args.top_k, method=args.method)
     return 0
@@ -110,13 +128,13 @@ def _bench(argv: list[str]) -> int:
     try:
         from benchmarks import runner
     except ModuleNotFoundError:
-        raise SystemExit("medjax bench: no benchmarks/ folder here; run it from the root of a medjax checkout "
-                         "(or there: python -m benchmarks)") from None
+        raise UserError(os.getcwd(), "expected the root of a medjax checkout (a benchmarks/ folder); run "
+                                     "`medjax bench` there, or `python -m benchmarks`") from None
     return runner.main(argv)
 
 
 COMMANDS = {
-    "train": "train a model: medjax train {medmnist,ner,textclf} --workdir W [options]",
+    "train": "train a model: medjax train {medmnist,ner,textclf} --workdir W [--config run.toml] [options]",
     "evaluate": "reload a run's best checkpoint and score its test split: medjax evaluate --workdir W",
     "plot": "draw learning curves, ROC curves and confusion matrix as PNG: medjax plot --workdir W",
     "keywords": "rank a document's tokens with a trained attention classifier: medjax keywords --workdir W TEXT",
@@ -124,21 +142,45 @@ COMMANDS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def _run(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: medjax <command> ...\n\ncommands:")
+        print("usage: medjax [--debug] <command> ...\n\ncommands:")
         for name, text in COMMANDS.items():
             print(f"  {name:<9} {text}")
+        print("\n--debug shows the traceback of an error instead of its one-line message")
         return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        raise SystemExit(f"unknown command {command!r}; valid commands: {', '.join(COMMANDS)}")
+        raise ConfigError(None, f"expected a command among {', '.join(COMMANDS)}, got {command!r}")
     if command == "train":
         return _train(rest)
     if command == "bench":
         return _bench(rest)
     return _workdir_command(command, rest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [arg for arg in argv if arg != "--debug"]
+    try:
+        return _run(argv)
+    except UserError as err:
+        if debug:
+            raise
+        message = str(err)
+    except OSError as err:
+        # A path the user named that cannot be read or written (missing, a folder, no permission); other OS
+        # errors are not the user's and keep their traceback.
+        if debug or err.filename is None or not isinstance(
+                err, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)):
+            raise
+        message = f"{err.filename}: {err.strerror}"
+    except KeyboardInterrupt:
+        print("medjax: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return 130
+    print("medjax: error: " + " ".join(message.split()), file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -17,10 +17,14 @@ from __future__ import annotations
 import collections
 import csv
 import dataclasses
+import io
 import pathlib
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from medjax.data.files import existing, read_text
+from medjax.errors import DataError, MissingPath, where
 
 LABELS_FILE = "medical_tc_labels.csv"
 ABSTRACTS_FILE = "medical_tc_test.csv"
@@ -55,16 +59,16 @@ def _records(path: pathlib.Path, header: tuple[str, ...]):
 
     ``line`` is the physical line where the record starts (quoted fields may span lines).
     """
-    with path.open(newline="", encoding="utf-8") as handle:
+    with io.StringIO(read_text(path, "a CSV file"), newline="") as handle:
         reader = csv.reader(handle, strict=True)
         try:
             first = next(reader, None)
         except csv.Error as error:
-            raise ValueError(f"{path}, line 1: malformed CSV ({error})") from None
+            raise DataError(where(path, 1), f"malformed CSV ({error})") from None
         if first is None:
-            raise ValueError(f"{path}: empty file; expected a header {','.join(header)} and data rows")
+            raise DataError(path, f"empty file; expected a header {','.join(header)} and data rows")
         if tuple(field.strip() for field in first) != header:
-            raise ValueError(f"{path}, line 1: header is {','.join(first)!r}; expected {','.join(header)!r}")
+            raise DataError(where(path, 1), f"header is {','.join(first)!r}; expected {','.join(header)!r}")
         start = reader.line_num + 1
         count = 0
         while True:
@@ -73,24 +77,24 @@ def _records(path: pathlib.Path, header: tuple[str, ...]):
             except StopIteration:
                 break
             except csv.Error as error:
-                raise ValueError(f"{path}, line {start}: malformed CSV ({error})") from None
+                raise DataError(where(path, start), f"malformed CSV ({error})") from None
             if row:  # csv yields [] for blank lines
                 if len(row) != len(header):
-                    raise ValueError(
-                        f"{path}, line {start}: {len(row)} fields; expected {len(header)} ({','.join(header)})"
+                    raise DataError(
+                        where(path, start), f"{len(row)} fields; expected {len(header)} ({','.join(header)})"
                     )
                 count += 1
                 yield start, row
             start = reader.line_num + 1
         if count == 0:
-            raise ValueError(f"{path}: no data rows after the header")
+            raise DataError(path, "expected data rows after the header, got none")
 
 
 def _label_id(path: pathlib.Path, line: int, text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"{path}, line {line}: label {text!r} is not an integer") from None
+        raise DataError(where(path, line), f"label {text!r} is not an integer") from None
 
 
 def read_label_names(path: str | pathlib.Path) -> dict[int, str]:
@@ -100,9 +104,9 @@ def read_label_names(path: str | pathlib.Path) -> dict[int, str]:
     for line, (label, name) in _records(path, ("condition_label", "condition_name")):
         label_id = _label_id(path, line, label)
         if label_id in names:
-            raise ValueError(f"{path}, line {line}: label {label_id} listed twice")
+            raise DataError(where(path, line), f"label {label_id} listed twice")
         if not name.strip():
-            raise ValueError(f"{path}, line {line}: label {label_id} has an empty name")
+            raise DataError(where(path, line), f"label {label_id} has an empty name")
         names[label_id] = name.strip()
     return names
 
@@ -128,9 +132,9 @@ def read_abstracts(path: str | pathlib.Path, label_names: Mapping[int, str]) -> 
     for line, (label, text) in _records(path, ("condition_label", "medical_abstract")):
         label_id = _label_id(path, line, label)
         if label_id not in index:
-            raise ValueError(f"{path}, line {line}: unknown label {label_id}; expected one of {sorted(index)}")
+            raise DataError(where(path, line), f"unknown label {label_id}; expected one of {sorted(index)}")
         if not text.strip():
-            raise ValueError(f"{path}, line {line}: empty abstract")
+            raise DataError(where(path, line), "expected an abstract, got an empty field")
         texts.append(text)
         labels.append(index[label_id])
     class_names = tuple(label_names[label_id] for label_id in sorted(label_names))
@@ -139,10 +143,11 @@ def read_abstracts(path: str | pathlib.Path, label_names: Mapping[int, str]) -> 
 
 def load(data_dir: str | pathlib.Path) -> Abstracts:
     """Reads the corpus folder (``medical_tc_labels.csv`` and ``medical_tc_test.csv``)."""
-    data_dir = pathlib.Path(data_dir)
+    data_dir = existing(data_dir, "the medical-abstracts-tc folder", folder=True)
     for name in (LABELS_FILE, ABSTRACTS_FILE):
         if not (data_dir / name).is_file():
-            raise FileNotFoundError(f"{data_dir / name} not found: is {data_dir} the medical-abstracts-tc folder?")
+            raise MissingPath(data_dir / name, f"expected the medical-abstracts-tc folder {data_dir} to hold "
+                                               f"{LABELS_FILE} and {ABSTRACTS_FILE}, found no {name}")
     return read_abstracts(data_dir / ABSTRACTS_FILE, read_label_names(data_dir / LABELS_FILE))
 
 

@@ -16,6 +16,9 @@ import dataclasses
 import pathlib
 from typing import Iterable, Sequence
 
+from medjax.data.files import read_text
+from medjax.errors import DataError, where
+
 # The prefixes of the schemes accepted on input; E- and S- (BIOES) are folded into B-/I- (IOB2).
 PREFIXES = ("B", "I", "E", "S")
 # A CoNLL-2003 document separator; it is not a token of any sentence.
@@ -24,10 +27,11 @@ DOCSTART = "-DOCSTART-"
 
 @dataclasses.dataclass(frozen=True)
 class Sentence:
-    """One sentence: its tokens and their IOB2 tags (same length)."""
+    """One sentence: its tokens and their IOB2 tags (same length), and the line of the file it starts on."""
 
     tokens: tuple[str, ...]
     tags: tuple[str, ...]
+    line: int = dataclasses.field(default=0, compare=False)
 
 
 def split_tag(tag: str) -> tuple[str, str]:
@@ -68,18 +72,16 @@ def to_iob2(tags: Sequence[str]) -> list[str]:
     return result
 
 
-def _parse_line(line: str, where: str) -> tuple[str, str]:
+def _parse_line(line: str, place: str) -> tuple[str, str]:
     # A TAB separates the columns when there is one (tokens may then hold spaces); otherwise a single space does.
     columns = line.split("\t") if "\t" in line else line.split(" ")
     if len(columns) != 2 or not columns[0]:
-        raise ValueError(
-            f"{where}: expected 2 columns 'token<TAB>tag' (or 'token tag'), got {len(columns)}: {line!r}"
-        )
+        raise DataError(place, f"expected 2 columns 'token<TAB>tag' (or 'token tag'), got {len(columns)}: {line!r}")
     token, tag = columns
     try:
         split_tag(tag)
     except ValueError as error:
-        raise ValueError(f"{where}: {error}") from None
+        raise DataError(place, str(error)) from None
     return token, tag
 
 
@@ -88,10 +90,11 @@ def parse_conll(lines: Iterable[str], source: str = "<lines>") -> list[Sentence]
     sentences: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
+    start = 0
 
     def close() -> None:
         if tokens:
-            sentences.append(Sentence(tuple(tokens), tuple(to_iob2(tags))))
+            sentences.append(Sentence(tuple(tokens), tuple(to_iob2(tags)), start))
         tokens.clear()
         tags.clear()
 
@@ -100,15 +103,17 @@ def parse_conll(lines: Iterable[str], source: str = "<lines>") -> list[Sentence]
         if not line.strip():
             close()
             continue
-        token, tag = _parse_line(line, f"{source}, line {number}")
+        token, tag = _parse_line(line, where(source, number))
         if token == DOCSTART:
             close()
             continue
+        if not tokens:
+            start = number
         tokens.append(token)
         tags.append(tag)
     close()
     if not sentences:
-        raise ValueError(f"{source}: no sentences found (the file is empty or holds only blank lines)")
+        raise DataError(source, "expected sentences (token<TAB>tag lines), got an empty file or only blank lines")
     return sentences
 
 
@@ -125,15 +130,11 @@ def read_conll(path: str | pathlib.Path) -> list[Sentence]:
       The sentences in file order, tags normalised to IOB2.
 
     Raises:
-      FileNotFoundError: the file does not exist.
-      ValueError: a line without exactly two columns, an unknown tag, or a file with no sentence; the message names the
-        file and the line number.
+      medjax.errors.MissingPath: the file does not exist.
+      medjax.errors.DataError: bytes that are not UTF-8, a line without exactly two columns, an unknown tag, or a
+        file with no sentence; the message names the file and the line.
     """
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"CoNLL file {path} not found")
-    with path.open(encoding="utf-8") as lines:
-        return parse_conll(lines, source=str(path))
+    return parse_conll(read_text(path, "a CoNLL file").split("\n"), source=str(path))
 
 
 def tag_names(sentences: Iterable[Sentence]) -> list[str]:

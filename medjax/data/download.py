@@ -18,13 +18,15 @@ import urllib.request
 
 from tqdm.auto import tqdm
 
+from medjax.errors import UserError
+
 # Seconds to wait for the server to answer (and for each read): long enough for a slow link, short enough that a
 # machine with no network stops at once instead of hanging.
 CONNECT_TIMEOUT_S = 10.0
 CHUNK_BYTES = 1 << 20
 
 
-class DownloadError(ConnectionError):
+class DownloadError(UserError, ConnectionError):
     """A file could not be fetched (no network, HTTP error) or arrived with the wrong MD5."""
 
 
@@ -76,10 +78,10 @@ def fetch(url: str, path: str | os.PathLike, md5: str, *, hint: str = "", progre
     try:
         response = open_url(url, timeout)
     except urllib.error.HTTPError as err:
-        raise DownloadError(f"downloading {url} failed: HTTP {err.code} {err.reason}.{suffix}") from err
+        raise DownloadError(None, f"downloading {url} failed: HTTP {err.code} {err.reason}.{suffix}") from err
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
-        raise DownloadError(f"could not download {url} ({reason}): is there no network?{suffix}") from err
+        raise DownloadError(None, f"could not download {url} ({reason}): is there no network?{suffix}") from err
     try:
         with response, open(partial, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
@@ -89,11 +91,11 @@ def fetch(url: str, path: str | os.PathLike, md5: str, *, hint: str = "", progre
                     bar.update(len(chunk))
     except OSError as err:
         partial.unlink(missing_ok=True)
-        raise DownloadError(f"the download of {url} broke off ({err}).{suffix}") from err
+        raise DownloadError(None, f"the download of {url} broke off ({err}).{suffix}") from err
     actual = file_md5(partial)
     if actual != md5:
         partial.unlink()
-        raise DownloadError(
+        raise DownloadError(None,
             f"{path.name} downloaded from {url} has MD5 {actual}, expected {md5}; the file was deleted. "
             f"Try again, or download it yourself.{suffix}")
     partial.replace(path)

@@ -23,6 +23,7 @@ from typing import Mapping
 import numpy as np
 
 from medjax.data import download
+from medjax.errors import ConfigError, DataError, MissingPath
 
 BINARY, MULTI_CLASS, MULTI_LABEL, ORDINAL = "binary-class", "multi-class", "multi-label, binary-class", "ordinal-regression"
 TASK_TYPES = (BINARY, MULTI_CLASS, MULTI_LABEL, ORDINAL)
@@ -158,13 +159,13 @@ class ImageSplit:
 def info(name: str) -> DatasetInfo:
     """The registry entry of ``name``; an unknown name lists the valid ones."""
     if name not in DATASETS:
-        raise ValueError(f"unknown MedMNIST data set {name!r}; valid names: {', '.join(DATASETS)}")
+        raise ConfigError("--dataset", f"expected one of {', '.join(DATASETS)}, got {name!r}")
     return DATASETS[name]
 
 
 def _check_size(size: int) -> None:
     if size not in SIZES:
-        raise ValueError(f"MedMNIST image size must be one of {SIZES}, got {size!r}")
+        raise ConfigError("--size", f"expected one of {', '.join(map(str, SIZES))}, got {size!r}")
 
 
 def locate(name: str, size: int = 28, data_dir: str | os.PathLike | None = None,
@@ -190,11 +191,11 @@ def locate(name: str, size: int = 28, data_dir: str | os.PathLike | None = None,
         if local.is_file():
             return local
         if not local.is_dir():
-            raise FileNotFoundError(f"data_dir {local} is neither a folder nor a file")
+            raise MissingPath(local, "expected a MedMNIST .npz file or a folder holding one, found nothing")
         path = local / file
         if not path.is_file():
             present = sorted(p.name for p in local.glob("*.npz")) or ["none"]
-            raise FileNotFoundError(f"{local} has no {file} (its .npz files: {', '.join(present)})")
+            raise MissingPath(local, f"expected a folder holding {file}, found .npz files: {', '.join(present)}")
         return path
     folder = pathlib.Path(cache_dir).expanduser() if cache_dir is not None else download.cache_dir() / "medmnist"
     hint = NO_NETWORK_HINT.format(file=file, url=entry.url(size))
@@ -221,7 +222,7 @@ def read_npz(path: str | os.PathLike, name: str, size: int = 28) -> dict[str, Im
     arrays = _read_arrays(path)
     missing = [f"{split}_{kind}" for split in SPLITS for kind in ("images", "labels") if f"{split}_{kind}" not in arrays]
     if missing:
-        raise ValueError(f"{path}: missing key(s) {', '.join(missing)} (found: {', '.join(sorted(arrays)) or 'none'})")
+        raise DataError(path, f"missing key(s) {', '.join(missing)} (found: {', '.join(sorted(arrays)) or 'none'})")
     return {split: _check_split(path, entry, size, split, arrays[f"{split}_images"], arrays[f"{split}_labels"])
             for split in SPLITS}
 
@@ -238,37 +239,37 @@ def _read_arrays(path: pathlib.Path) -> dict[str, np.ndarray]:
         magic = f.read(6)
     # Checked before np.load, which would otherwise try to unpickle any file that is neither .npz nor .npy.
     if magic == b"\x93NUMPY":
-        raise ValueError(f"{path}: not an .npz archive but a single .npy array")
+        raise DataError(path, "not an .npz archive but a single .npy array")
     if not magic.startswith(b"PK"):
-        raise ValueError(f"{path}: not an .npz archive (it does not start like a zip file)")
+        raise DataError(path, "not an .npz archive (it does not start like a zip file)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
     except zipfile.BadZipFile as err:
-        raise ValueError(f"{path}: truncated or corrupt zip archive ({err})") from err
+        raise DataError(path, f"truncated or corrupt zip archive ({err})") from err
     except (EOFError, zlib.error, OSError) as err:
-        raise ValueError(f"{path}: truncated or corrupt archive member ({type(err).__name__}: {err})") from err
+        raise DataError(path, f"truncated or corrupt archive member ({type(err).__name__}: {err})") from err
     except ValueError as err:
         if "pickle" in str(err):
-            raise ValueError(f"{path}: holds object (pickled) arrays, which medjax never loads") from err
-        raise ValueError(f"{path}: unreadable .npz archive ({err})") from err
+            raise DataError(path, "holds object (pickled) arrays, which medjax never loads") from err
+        raise DataError(path, f"unreadable .npz archive ({err})") from err
 
 
 def _check_split(path: pathlib.Path, entry: DatasetInfo, size: int, split: str, images: np.ndarray,
                  labels: np.ndarray) -> ImageSplit:
-    where = f"{path}: {split}_images"
+    where = f"{path}: {split}_images"  # the array of the archive
     if images.dtype != np.uint8:
-        raise ValueError(f"{where} must be uint8, got {images.dtype}")
+        raise DataError(where, f"expected uint8 pixels, got {images.dtype}")
     rgb = entry.n_channels == 3
     expected = f"(N, {size}, {size}, 3)" if rgb else f"(N, {size}, {size}) or (N, {size}, {size}, 1)"
     good_shape = images.shape[1:3] == (size, size) and (
         (images.ndim == 4 and images.shape[3] == 3) if rgb else
         (images.ndim == 3 or (images.ndim == 4 and images.shape[3] == 1)))
     if not good_shape:
-        raise ValueError(f"{where} must have shape {expected} for {entry.name}, got {images.shape}")
+        raise DataError(where, f"expected shape {expected} for {entry.name}, got {images.shape}")
     if len(images) != entry.n_samples[split]:
-        raise ValueError(f"{where} has {len(images)} images; {entry.name}'s {split} split has "
-                         f"{entry.n_samples[split]}")
+        raise DataError(where, f"expected {entry.n_samples[split]} images ({entry.name}'s {split} split), got "
+                               f"{len(images)}")
     if images.ndim == 3:
         images = images[..., None]
     return ImageSplit(images, _check_labels(path, entry, split, labels, len(images)))
@@ -277,20 +278,20 @@ def _check_split(path: pathlib.Path, entry: DatasetInfo, size: int, split: str, 
 def _check_labels(path: pathlib.Path, entry: DatasetInfo, split: str, labels: np.ndarray, n: int) -> np.ndarray:
     where = f"{path}: {split}_labels"
     if labels.dtype.kind not in "iu":
-        raise ValueError(f"{where} must hold integers, got {labels.dtype}")
+        raise DataError(where, f"expected integer labels, got {labels.dtype}")
     if entry.task == MULTI_LABEL:
         if labels.shape != (n, entry.num_classes):
-            raise ValueError(f"{where} must have shape ({n}, {entry.num_classes}), got {labels.shape}")
+            raise DataError(where, f"expected shape ({n}, {entry.num_classes}), got {labels.shape}")
         bad = (labels != 0) & (labels != 1)
         if bad.any():
-            raise ValueError(f"{where} must be 0 or 1 (multi-label), found {labels[bad].ravel()[0]}")
+            raise DataError(where, f"expected 0 or 1 (multi-label), got {labels[bad].ravel()[0]}")
         return labels.astype(np.int32)
     if labels.shape not in ((n,), (n, 1)):
-        raise ValueError(f"{where} must have shape ({n},) or ({n}, 1), got {labels.shape}")
+        raise DataError(where, f"expected shape ({n},) or ({n}, 1), got {labels.shape}")
     labels = labels.reshape(n)
     # Compare in int64 so that an out-of-range value of any integer type is reported as it is.
     low, high = int(labels.min(initial=0)), int(labels.max(initial=0))
     if low < 0 or high >= entry.num_classes:
         bad = low if low < 0 else high
-        raise ValueError(f"{where} has label {bad}, outside [0, {entry.num_classes - 1}] for {entry.name}")
+        raise DataError(where, f"expected labels in [0, {entry.num_classes - 1}] for {entry.name}, got {bad}")
     return labels.astype(np.int32)

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from medjax.data.vocab import Vocabulary, tokenize
+from medjax.errors import ConfigError, UserError
 from medjax.tasks import load_workdir
 from medjax.train import loop
 
@@ -154,9 +155,9 @@ def restore_classifier(workdir: str | pathlib.Path) -> TrainedClassifier:
 
     task, config = load_workdir(workdir)
     if task.name != "textclf":
-        raise ValueError(f"{workdir} holds a {task.name!r} run; keywords need a textclf run")
+        raise UserError(workdir, f"expected a textclf run, got a {task.name!r} run")
     state, _ = loop.restore_best(task, config)
-    return TrainedClassifier(task.model.classifier, {"params": state.params["classifier"]},
+    return TrainedClassifier(task.model.module, {"params": state.params["module"]},
                              textclf.load_corpus(config).vocab, config, tuple(task.class_names))
 
 
@@ -169,10 +170,10 @@ def main(workdir: str | pathlib.Path, text: str, top_k: int = 10, method: str = 
       The printed ``[(word, score), ...]``.
     """
     if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
+        raise ConfigError("--top-k", f"expected an integer >= 1, got {top_k}")
     run = restore_classifier(workdir)
-    ranking = keywords(run.classifier, run.variables, run.vocab, text, method, run.config.max_length)[:top_k]
-    ids = jnp.asarray(run.vocab.encode(tokenize(text)[: run.config.max_length]))[None]
+    ranking = keywords(run.classifier, run.variables, run.vocab, text, method, run.config.max_length or None)[:top_k]
+    ids = jnp.asarray(run.vocab.encode(tokenize(text)[: run.config.max_length or None]))[None]
     probs = jax.nn.softmax(jax.jit(run.classifier.apply)(run.variables, ids, jnp.ones(ids.shape, bool)))[0]
     label = int(jnp.argmax(probs))
     print(f"predicted: {run.class_names[label]} (p={float(probs[label]):.3f})", file=sys.stderr)

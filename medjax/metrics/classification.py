@@ -14,10 +14,16 @@ Example:
 from __future__ import annotations
 
 import numpy as np
-from sklearn import metrics as skm
 
 BINARY, MULTI_CLASS, MULTI_LABEL, ORDINAL = "binary-class", "multi-class", "multi-label, binary-class", "ordinal-regression"
 TASK_TYPES = (BINARY, MULTI_CLASS, MULTI_LABEL, ORDINAL)
+
+
+def _sklearn_metrics():
+    # Imported on first use: scikit-learn takes ~2 s to import, which every `medjax` command would otherwise pay.
+    from sklearn import metrics
+
+    return metrics
 
 
 def _as_1d(x, name: str, kind: str = "iub") -> np.ndarray:
@@ -85,7 +91,7 @@ def roc_auc(labels, scores) -> float:
     n_neg = len(labels) - n_pos
     if n_pos == 0 or n_neg == 0:
         raise ValueError(f"the AUC is undefined with only one class present ({n_pos} positive, {n_neg} negative)")
-    return float(skm.roc_auc_score(labels, scores))
+    return float(_sklearn_metrics().roc_auc_score(labels, scores))
 
 
 def _medmnist_inputs(labels, scores, task_type: str) -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +153,7 @@ def medmnist_acc(labels, scores, task_type: str, threshold: float = 0.5) -> floa
         return accuracy(labels, (scores[:, -1] > threshold).astype(np.int64))
     if task_type == MULTI_LABEL:
         predicted = (scores >= threshold).astype(np.int64)
-        return float(np.mean([skm.accuracy_score(labels[:, i], predicted[:, i]) for i in range(labels.shape[1])]))
+        return float(np.mean([_sklearn_metrics().accuracy_score(labels[:, i], predicted[:, i]) for i in range(labels.shape[1])]))
     return accuracy(labels, np.argmax(scores, axis=-1))
 
 
@@ -157,7 +163,7 @@ def accuracy(labels, pred) -> float:
     _same_length(labels, pred, "labels and pred")
     if not len(labels):
         raise ValueError("accuracy of an empty set is undefined")
-    return float(skm.accuracy_score(labels, pred))
+    return float(_sklearn_metrics().accuracy_score(labels, pred))
 
 
 def confusion_matrix(labels, pred, num_classes: int | None = None) -> np.ndarray:
@@ -169,7 +175,7 @@ def confusion_matrix(labels, pred, num_classes: int | None = None) -> np.ndarray
       num_classes: C; default one more than the largest class seen in either array.
     """
     labels, pred, num_classes = _class_pair(labels, pred, num_classes)
-    return skm.confusion_matrix(labels, pred, labels=np.arange(num_classes))
+    return _sklearn_metrics().confusion_matrix(labels, pred, labels=np.arange(num_classes))
 
 
 def macro_f1(labels, pred, num_classes: int | None = None) -> float:
@@ -183,7 +189,7 @@ def macro_f1(labels, pred, num_classes: int | None = None) -> float:
     """
     labels, pred, _ = _class_pair(labels, pred, num_classes)
     classes = None if num_classes is None else np.arange(num_classes)
-    return float(skm.f1_score(labels, pred, labels=classes, average="macro", zero_division=0))
+    return float(_sklearn_metrics().f1_score(labels, pred, labels=classes, average="macro", zero_division=0))
 
 
 def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -199,4 +205,4 @@ def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
       A class absent from ``labels`` gives NaN for its rate (scikit-learn also warns).
     """
     labels, scores = _binary_inputs(labels, scores, "a ROC curve")
-    return skm.roc_curve(labels, scores, pos_label=1, drop_intermediate=False)
+    return _sklearn_metrics().roc_curve(labels, scores, pos_label=1, drop_intermediate=False)

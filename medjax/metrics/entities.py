@@ -19,7 +19,6 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from seqeval.metrics import f1_score, precision_score, recall_score
 
 # Schemes whose tags the lenient chunker reads; seqeval's default mode decodes them all with one rule.
 SCHEMES = ("IOB1", "IOB2", "BIOES")
@@ -59,8 +58,11 @@ def entity_prf(
             raise ValueError(f"unknown tag {tag!r}: expected O or one of B-/I-/E-/S- followed by an entity type")
     if not y_true:
         return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    # Imported here: seqeval imports scikit-learn (~2 s), which every `medjax` command would otherwise pay.
+    from seqeval import metrics as seqeval
+
     return {
-        "precision": float(precision_score(y_true, y_pred, zero_division=0)),
-        "recall": float(recall_score(y_true, y_pred, zero_division=0)),
-        "f1": float(f1_score(y_true, y_pred, zero_division=0)),
+        "precision": float(seqeval.precision_score(y_true, y_pred, zero_division=0)),
+        "recall": float(seqeval.recall_score(y_true, y_pred, zero_division=0)),
+        "f1": float(seqeval.f1_score(y_true, y_pred, zero_division=0)),
     }

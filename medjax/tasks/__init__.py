@@ -1,6 +1,6 @@
 """Tasks: each module supplies data, a model, a loss and metrics to the one loop (`medjax.train.loop`).
 
-A task module provides `Config` (a dataclass extending `medjax.train.config.TrainConfig`) and
+A task module provides `Config` (a frozen dataclass extending `medjax.train.config.TrainConfig`) and
 `build_task(config) -> medjax.train.task.Task`.
 """
 
@@ -10,33 +10,43 @@ import importlib
 import json
 import pathlib
 
+from medjax.errors import ConfigError, DataError, UserError
+
 # Task name on the command line -> module. Imported lazily so `medjax --help` stays fast.
 TASKS = {"medmnist": "medjax.tasks.medmnist", "ner": "medjax.tasks.ner", "textclf": "medjax.tasks.textclf"}
 
 
 def task_module(name: str):
     if name not in TASKS:
-        raise SystemExit(f"unknown task {name!r}; valid tasks: {', '.join(sorted(TASKS))}")
+        raise ConfigError(None, f"expected a task among {', '.join(sorted(TASKS))}, got {name!r}")
     return importlib.import_module(TASKS[name])
 
 
 def load_workdir(workdir: str | pathlib.Path):
-    """Rebuilds `(task, config)` of a finished or interrupted run from its `config.json`."""
+    """Rebuilds `(task, config)` of a finished or interrupted run from its `config.json`.
+
+    A field the saved config lacks (the run predates it) takes the value that reproduces how the run was made.
+    """
+    from medjax.train.config import from_mapping
+
     path = pathlib.Path(workdir) / "config.json"
-    if not path.exists():
-        raise SystemExit(f"{path} not found: is {workdir} the work folder of a `medjax train` run?")
-    saved = json.loads(path.read_text())
-    module = task_module(saved["task"])
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in saved["config"].items()}
+    if not path.is_file():
+        raise UserError(workdir, "expected the work folder of a `medjax train` run, found no config.json")
+    try:
+        saved = json.loads(path.read_text())
+        name, fields = saved["task"], dict(saved["config"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+        raise DataError(path, f"expected the config.json of a run, got unreadable contents ({err})") from None
+    module = task_module(name)
     # The folder as given now: the run may have been moved, or started from another working directory.
     fields["workdir"] = str(workdir)
-    config = module.Config(**fields)
+    config = from_mapping(module.Config, fields, str(path), saved=True)
     return module.build_task(config), config
 
 
-def evaluate_workdir(workdir: str | pathlib.Path) -> dict:
-    """`medjax evaluate`: reloads the best checkpoint of a run and scores its test split."""
+def evaluate_workdir(workdir: str | pathlib.Path, splits: tuple[str, ...] = ("test",)) -> dict:
+    """`medjax evaluate`: reloads the best checkpoint of a run and scores ``splits`` again."""
     from medjax.train import loop
 
     task, config = load_workdir(workdir)
-    return loop.evaluate(task, config)
+    return loop.evaluate(task, config, splits)

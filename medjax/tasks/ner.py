@@ -6,8 +6,10 @@ default, conlleval-style scoring). The word vocabulary comes from the training s
 folder (``vocab.json``); character features (UTF-8 bytes) and a case-pattern feature cover the words it misses.
 
 Sentences are batched by length: within chunks of ``sort_chunk`` batches the loop's shuffled order is sorted by
-length, and each batch is padded to the smallest of ``buckets`` that fits, so only a few shapes ever compile and
-little time goes to padding. Padded tokens never count in the loss or the scores.
+length, and each batch is padded to the smallest of ``buckets`` that fits (by default powers of two up to the longest
+sentence of the corpus, so any valid corpus trains), so only a few shapes ever compile and little time goes to
+padding. Padded tokens never count in the loss or the scores. ``--max-length`` truncates, and says how many
+sentences it cut.
 
 Command, expected result and runtime: see experiments/ner/RESULTS.md.
 """
@@ -18,58 +20,75 @@ import dataclasses
 import functools
 import json
 import pathlib
-from typing import Iterator, Sequence
+import sys
+from typing import Sequence
 
-import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from medjax.data.conll import Sentence, read_conll, tag_names
-from medjax.data.vocab import CHAR_VOCAB_SIZE, UNK_ID, Vocabulary, bucket_length, char_ids, pad_batch
+from medjax.data.splits import SequenceSplit, length_buckets
+from medjax.data.vocab import CHAR_VOCAB_SIZE, UNK_ID, Vocabulary, char_ids
+from medjax.errors import DataError, where
 from medjax.metrics.entities import entity_prf
 from medjax.nn.crf import constrain, crf_log_likelihood, iob2_allowed, viterbi_decode
 from medjax.nn.taggers import BiLSTMTagger, TransformerTagger
 from medjax.train.batching import ArraySpec
-from medjax.train.config import TrainConfig
+from medjax.train.config import TrainConfig, option
 from medjax.train.losses import masked_mean, softmax_cross_entropy
-from medjax.train.task import Task
+from medjax.train.metrics import Mean
+from medjax.train.task import FromBatch, FromOutputs, Task
+
+# Model name -> (tagger class, use a CRF).
+MODELS = {
+    "bilstm": (BiLSTMTagger, False),
+    "bilstm-crf": (BiLSTMTagger, True),
+    "transformer": (TransformerTagger, False),
+    "transformer-crf": (TransformerTagger, True),
+}
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Config(TrainConfig):
-    workdir: str = "runs/ner"  # where config.json, metrics.jsonl, results.json, vocab.json and checkpoints/ go
-    data_dir: str = "../shared/data/ncbi-disease"  # folder with the CoNLL files named below
-    train_file: str = "train.tsv"  # training split (the vocabulary comes from it alone)
-    val_file: str = "devel.tsv"  # model-selection split
-    test_file: str = "test.tsv"  # reported split
-    limit: int = 0  # use only the first this many sentences of each split (0: all); for smoke runs
-    model: str = "bilstm-crf"  # one of MODELS: bilstm, bilstm-crf, transformer, transformer-crf
-    lower: bool = True  # lower-case words before the vocabulary lookup (the case feature keeps what is lost)
-    fold_digits: bool = True  # map every digit to 0 before the vocabulary lookup
-    min_count: int = 1  # training words rarer than this become <unk>
-    embed_dim: int = 100  # word embedding width
-    char_features: int = 50  # character-CNN filters per word (0: no character features)
-    max_word_len: int = 20  # characters per word seen by the character CNN (longer words keep their start)
-    case_feature: bool = True  # add an embedding of each word's case pattern (lower, upper, title, mixed, digits)
-    hidden: int = 100  # BiLSTM hidden size per direction
-    num_layers: int = 1  # stacked BiLSTM layers
-    width: int = 128  # transformer model width
-    transformer_layers: int = 2  # transformer encoder blocks
-    num_heads: int = 4  # transformer attention heads
-    mlp_dim: int = 256  # transformer feed-forward width
-    attention_dropout: float = 0.1  # transformer dropout on attention weights, MLP and residual branches
-    dropout: float = 0.5  # dropout on the word features and on the encoder outputs
-    word_dropout: float = 0.05  # in training, replace each word by <unk> with this probability
-    buckets: tuple[int, ...] = (16, 32, 64, 128)  # padded sentence lengths (few shapes, few compilations)
-    sort_chunk: int = 50  # sort sentences by length within chunks of this many batches (0: no sorting)
-    epochs: int = 15  # passes over the training split
-    batch_size: int = 64  # sentences per training step, split over all local devices
-    eval_batch_size: int = 128  # sentences per evaluation step
-    lr: float = 2e-3  # peak learning rate
-    schedule: str = "cosine"  # one of medjax.train.optim.SCHEDULES: constant, cosine, multistep
-    clip_norm: float = 5.0  # clip gradients to this global norm; 0 turns clipping off
-    constrained_decoding: bool = True  # CRF models: Viterbi keeps to valid IOB2 paths (no I-X after O or after another type)
+    workdir: str = option("runs/ner", "where config.json, metrics.jsonl, results.json, vocab.json and checkpoints/ go")
+    data_dir: str = option("../shared/data/ncbi-disease", "folder with the CoNLL files named below")
+    train_file: str = option("train.tsv", "training split (the vocabulary comes from it alone)")
+    val_file: str = option("devel.tsv", "model-selection split")
+    test_file: str = option("test.tsv", "reported split")
+    limit: int = option(0, "use only the first this many sentences of each split (0: all); for smoke runs", minimum=0)
+    model: str = option("bilstm-crf", "the tagger", choices=tuple(MODELS))
+    lower: bool = option(True, "lower-case words before the vocabulary lookup (the case feature keeps what is lost)")
+    fold_digits: bool = option(True, "map every digit to 0 before the vocabulary lookup")
+    min_count: int = option(1, "training words rarer than this become <unk>", minimum=1)
+    embed_dim: int = option(100, "word embedding width", minimum=1)
+    char_features: int = option(50, "character-CNN filters per word (0: no character features)", minimum=0)
+    max_word_len: int = option(20, "characters per word seen by the character CNN (longer words keep their start)",
+                               minimum=1)
+    case_feature: bool = option(True, "add an embedding of each word's case pattern (lower, upper, title, ...)")
+    hidden: int = option(100, "BiLSTM hidden size per direction", minimum=1)
+    num_layers: int = option(1, "stacked BiLSTM layers", minimum=1)
+    width: int = option(128, "transformer model width", minimum=1)
+    transformer_layers: int = option(2, "transformer encoder blocks", minimum=1)
+    num_heads: int = option(4, "transformer attention heads", minimum=1)
+    mlp_dim: int = option(256, "transformer feed-forward width", minimum=1)
+    attention_dropout: float = option(0.1, "transformer dropout on attention weights, MLP and residual branches",
+                                      minimum=0.0)
+    dropout: float = option(0.5, "dropout on the word features and on the encoder outputs", minimum=0.0)
+    word_dropout: float = option(0.05, "in training, replace each word by <unk> with this probability", minimum=0.0)
+    buckets: tuple[int, ...] = option((), "padded sentence lengths (empty: powers of two from 16 up to the longest "
+                                          "sentence)", minimum=1)
+    max_length: int = option(0, "truncate sentences to this many tokens, counting what is cut (0: never)", minimum=0)
+    sort_chunk: int = option(50, "sort sentences by length within chunks of this many batches (0: no sorting)",
+                             minimum=0)
+    epochs: int = option(15, "passes over the training split", minimum=1)
+    batch_size: int = option(64, "sentences per training step, split over all local devices", minimum=1)
+    eval_batch_size: int = option(128, "sentences per evaluation step", minimum=1)
+    lr: float = option(2e-3, "peak learning rate", above=0.0)
+    schedule: str = option("cosine", "the learning-rate schedule", choices=("constant", "cosine", "multistep"))
+    clip_norm: float = option(5.0, "clip gradients to this global norm; 0 turns clipping off", minimum=0.0)
+    # Runs made before this option existed decoded without constraints.
+    constrained_decoding: bool = option(True, "CRF models: Viterbi keeps to valid IOB2 paths (no I-X after O or "
+                                              "after another type)", missing=False)
 
 
 # Case patterns of a word (id 0 is padding): what lower-casing removes, and whether it is a number.
@@ -93,114 +112,39 @@ def case_pattern(token: str) -> int:
     return CASES.index("mixed")
 
 
-def _bilstm(config: Config, vocab_size: int, num_tags: int, crf: bool) -> nn.Module:
-    return BiLSTMTagger(
-        num_tags, vocab_size, config.embed_dim, config.char_features, len(CASES) if config.case_feature else 0,
-        hidden=config.hidden, num_layers=config.num_layers, dropout=config.dropout, word_dropout=config.word_dropout,
-        crf=crf,
-    )
+def build_tagger(config: Config, vocab_size: int, num_tags: int, max_length: int):
+    """The tagger named by ``config.model``, reading words, mask, characters and case from the batch."""
+    tagger, crf = MODELS[config.model]
+    features = (num_tags, vocab_size, config.embed_dim, config.char_features,
+                len(CASES) if config.case_feature else 0)
+    if tagger is BiLSTMTagger:
+        module = tagger(*features, hidden=config.hidden, num_layers=config.num_layers, dropout=config.dropout,
+                        word_dropout=config.word_dropout, crf=crf)
+    else:
+        module = tagger(*features, width=config.width, num_layers=config.transformer_layers,
+                        num_heads=config.num_heads, mlp_dim=config.mlp_dim, dropout=config.dropout,
+                        attention_dropout=config.attention_dropout, word_dropout=config.word_dropout,
+                        max_length=max_length, crf=crf)
+    return FromBatch(module, ("words", "mask", "chars", "case"))
 
 
-def _transformer(config: Config, vocab_size: int, num_tags: int, crf: bool) -> nn.Module:
-    return TransformerTagger(
-        num_tags, vocab_size, config.embed_dim, config.char_features, len(CASES) if config.case_feature else 0,
-        width=config.width, num_layers=config.transformer_layers, num_heads=config.num_heads, mlp_dim=config.mlp_dim,
-        dropout=config.dropout, attention_dropout=config.attention_dropout, word_dropout=config.word_dropout,
-        max_length=max(config.buckets), crf=crf,
-    )
-
-
-# Model name -> (builder, use a CRF).
-MODELS = {
-    "bilstm": (_bilstm, False),
-    "bilstm-crf": (_bilstm, True),
-    "transformer": (_transformer, False),
-    "transformer-crf": (_transformer, True),
-}
-
-
-class SentenceTagger(nn.Module):
-    """Reads the batch dict and calls the tagger (the loop's model contract)."""
-
-    tagger: nn.Module
-
-    def __call__(self, batch, train: bool = False) -> dict:
-        """``batch["words"]``, ``"mask"`` and, if present, ``"chars"``, ``"case"`` -> the tagger's outputs dict."""
-        return self.tagger(batch["words"], batch["mask"], batch.get("chars"), batch.get("case"), train=train)
-
-
-@dataclasses.dataclass(frozen=True)
-class TaggedSplit:
-    """One split's sentences as id arrays; batches group sentences of similar length and pad to a bucket.
-
-    Attributes:
-      words: per sentence, ``int32[n]`` word ids.
-      tags: per sentence, ``int32[n]`` IOB2 tag ids.
-      chars: per sentence, ``int32[n, max_word_len]`` character ids, or None (no character features).
-      case: per sentence, ``int32[n]`` case-pattern ids, or None.
-      buckets: allowed padded lengths, ascending.
-      sort_chunk: sort by length within chunks of this many batches (0: keep the given order).
-    """
-
-    words: tuple[np.ndarray, ...]
-    tags: tuple[np.ndarray, ...]
-    chars: tuple[np.ndarray, ...] | None
-    case: tuple[np.ndarray, ...] | None
-    buckets: tuple[int, ...]
-    sort_chunk: int
-
-    def __len__(self) -> int:
-        return len(self.words)
-
-    def _groups(self, batch_size: int, order: np.ndarray) -> list[np.ndarray]:
-        if not self.sort_chunk:
-            return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        lengths = np.array([len(w) for w in self.words])
-        chunk = batch_size * self.sort_chunk
-        groups = []
-        # Chunks are whole numbers of batches, so only the split's very last batch can be short.
-        for start in range(0, len(order), chunk):
-            part = order[start : start + chunk]
-            part = part[np.argsort(lengths[part], kind="stable")]
-            groups += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
-        # Sorting made batches short-to-long within each chunk; shuffle the batches with the order itself (a random
-        # permutation in training, the identity for evaluation), so no new source of randomness is needed.
-        return [groups[i] for i in np.argsort(order[: len(groups)], kind="stable")]
-
-    def batches(self, batch_size: int, order: np.ndarray | None = None) -> Iterator[dict[str, np.ndarray]]:
-        """Yields ``{"words", "mask", "tags", "index"}`` (+ ``"chars"``, ``"case"``) padded to a bucket length T.
-
-        ``words``, ``tags``, ``case``: int32[b, T]; ``mask``: bool[b, T]; ``chars``: int32[b, T, max_word_len];
-        ``index``: int32[b], each sentence's position in its file.
-        """
-        order = np.arange(len(self)) if order is None else np.asarray(order)
-        for chosen in self._groups(batch_size, order):
-            words, mask = pad_batch([self.words[i] for i in chosen], bucket=self.buckets)
-            tags, _ = pad_batch([self.tags[i] for i in chosen], bucket=self.buckets)
-            batch = {"words": words, "mask": mask, "tags": tags, "index": chosen.astype(np.int32)}
-            if self.chars is not None:
-                batch["chars"], _ = pad_batch([self.chars[i] for i in chosen], bucket=self.buckets)
-            if self.case is not None:
-                batch["case"], _ = pad_batch([self.case[i] for i in chosen], bucket=self.buckets)
-            yield batch
-
-
-def encode_split(sentences: Sequence[Sentence], vocab: Vocabulary, tags: Sequence[str], config: Config) -> TaggedSplit:
-    """Turns sentences into a `TaggedSplit` (word, tag, character and case ids as the config asks)."""
+def encode_split(sentences: Sequence[Sentence], vocab: Vocabulary, tags: Sequence[str], config: Config,
+                 buckets: tuple[int, ...], source: str) -> SequenceSplit:
+    """Word, tag, character and case ids of each sentence, as a length-bucketed split (``index``: file order)."""
     tag_ids = {tag: i for i, tag in enumerate(tags)}
-    encoded_tags = []
-    for number, sentence in enumerate(sentences):
+    sequences = {"words": [], "tags": []}
+    for sentence in sentences:
         unknown = sorted(set(sentence.tags) - set(tag_ids))
         if unknown:
-            raise ValueError(f"sentence {number} has tags {unknown} that the training split lacks; known: {list(tags)}")
-        encoded_tags.append(np.array([tag_ids[t] for t in sentence.tags], np.int32))
-    chars = case = None
+            raise DataError(where(source, sentence.line), f"expected tags of the training split ({', '.join(tags)}), "
+                                                          f"got {', '.join(unknown)}")
+        sequences["words"].append(vocab.encode(sentence.tokens))
+        sequences["tags"].append(np.array([tag_ids[t] for t in sentence.tags], np.int32))
     if config.char_features:
-        chars = tuple(char_ids(s.tokens, config.max_word_len) for s in sentences)
+        sequences["chars"] = [char_ids(s.tokens, config.max_word_len) for s in sentences]
     if config.case_feature:
-        case = tuple(np.array([case_pattern(t) for t in s.tokens], np.int32) for s in sentences)
-    words = tuple(vocab.encode(s.tokens) for s in sentences)
-    return TaggedSplit(words, tuple(encoded_tags), chars, case, tuple(sorted(config.buckets)), config.sort_chunk)
+        sequences["case"] = [np.array([case_pattern(t) for t in s.tokens], np.int32) for s in sentences]
+    return SequenceSplit(sequences, {"index": np.arange(len(sentences), dtype=np.int32)}, buckets, config.sort_chunk)
 
 
 def load_vocabulary(config: Config, train: Sequence[Sentence]) -> tuple[Vocabulary, list[str]]:
@@ -216,82 +160,91 @@ def load_vocabulary(config: Config, train: Sequence[Sentence]) -> tuple[Vocabula
             return Vocabulary.from_json(saved["words"]), list(saved["tags"])
     vocab = Vocabulary.build((s.tokens for s in train), min_count=config.min_count, lower=config.lower,
                              fold_digits=config.fold_digits)
-    tags = tag_names(train)
+    return vocab, tag_names(train)
+
+
+def save_vocabulary(config: Config, vocab: Vocabulary, tags: Sequence[str]) -> None:
+    options = {"data_dir": str(pathlib.Path(config.data_dir).resolve()), "train_file": config.train_file,
+               "limit": config.limit, "min_count": config.min_count,
+               "lower": config.lower, "fold_digits": config.fold_digits}
+    path = pathlib.Path(config.workdir) / "vocab.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"options": options, "words": vocab.to_json(), "tags": tags}))
-    return vocab, tags
+    path.write_text(json.dumps({"options": options, "words": vocab.to_json(), "tags": list(tags)}))
 
 
-def _token_mask(batch) -> jax.Array:
-    return batch["mask"] & batch["example_mask"][:, None]
-
-
-def _loss(outputs, batch) -> tuple[jax.Array, dict]:
+def loss(outputs, batch):
     """CRF: mean negative log-likelihood per sentence; softmax: mean cross-entropy per real token."""
-    mask = _token_mask(batch)
-    sentences = jnp.sum(batch["example_mask"])
+    mask = batch["mask"] & batch["example_mask"][:, None]
     if "crf" in outputs:
         log_likelihood = crf_log_likelihood(outputs["emissions"], batch["tags"], mask, **outputs["crf"])
-        loss = masked_mean(-log_likelihood, batch["example_mask"])
-        return loss, {"loss": loss * sentences, "count": sentences}
-    loss = softmax_cross_entropy(outputs["emissions"], batch["tags"], where=mask)
-    tokens = jnp.sum(mask)
-    return loss, {"loss": loss * tokens, "count": tokens}
+        return masked_mean(-log_likelihood, batch["example_mask"]), {}
+    token_loss = softmax_cross_entropy(outputs["emissions"], batch["tags"], where=mask)
+    correct = jnp.argmax(outputs["emissions"], -1) == batch["tags"]
+    return token_loss, {"token_loss": Mean.weighted(token_loss, jnp.sum(mask)),
+                        "token_accuracy": Mean.of(correct, where=mask)}
 
 
-def _predict(outputs, batch, width: int, allowed=None) -> dict:
-    """Decoded and gold tag ids, ``int32[b, width]`` with -1 past each sentence, and each sentence's ``index``.
+def predict(outputs, batch, allowed=None) -> dict:
+    """Decoded and gold tag ids, ``int32[b, T]`` with -1 past each sentence, and each sentence's ``index``.
 
-    The keys are not ``pred`` / ``labels``: those name per-example classes, which `medjax plot` turns into a
-    confusion matrix, and the -1 padding of per-token tags is not a class.
+    CRF models are decoded both ways, plain Viterbi (``pred_tags``) and, when ``allowed`` is given, Viterbi kept to
+    valid IOB2 paths (``constrained_tags``), so a run reports both side by side.
     """
     mask = batch["mask"]
-    if "crf" in outputs:
-        scores = outputs["crf"] if allowed is None else constrain(outputs["crf"], allowed)
-        pred, _ = viterbi_decode(outputs["emissions"], mask, **scores)
-    else:
+    labels = jnp.where(mask, batch["tags"], -1).astype(jnp.int32)
+    if "crf" not in outputs:
         pred = jnp.where(mask, jnp.argmax(outputs["emissions"], axis=-1), -1)
-    labels = jnp.where(mask, batch["tags"], -1)
-    # Batches come in several bucket lengths; one common width lets the loop concatenate a split's predictions.
-    pad = ((0, 0), (0, width - mask.shape[1]))
-    return {"pred_tags": jnp.pad(pred.astype(jnp.int32), pad, constant_values=-1),
-            "gold_tags": jnp.pad(labels.astype(jnp.int32), pad, constant_values=-1),
-            "index": batch["index"]}
+        return {"pred_tags": pred.astype(jnp.int32), "gold_tags": labels, "index": batch["index"]}
+    result = {"gold_tags": labels, "index": batch["index"]}
+    result["pred_tags"] = viterbi_decode(outputs["emissions"], mask, **outputs["crf"])[0].astype(jnp.int32)
+    if allowed is not None:
+        constrained = viterbi_decode(outputs["emissions"], mask, **constrain(outputs["crf"], allowed))[0]
+        result["constrained_tags"] = constrained.astype(jnp.int32)
+    return result
 
 
-def score_tags(predictions, tags: Sequence[str]) -> dict[str, float]:
-    """Entity precision/recall/F1 (and token accuracy) from `_predict`'s padded ``pred_tags`` and ``gold_tags``."""
-    pred, labels = np.asarray(predictions["pred_tags"]), np.asarray(predictions["gold_tags"])
-    true_tags, pred_tags = [], []
-    for guess, truth in zip(pred, labels):
-        real = truth >= 0
-        true_tags.append([tags[i] for i in truth[real]])
-        pred_tags.append([tags[i] for i in guess[real]])
-    metrics = entity_prf(true_tags, pred_tags)
-    metrics["token_accuracy"] = float(np.mean(pred[labels >= 0] == labels[labels >= 0]))
+def score_tags(predictions, tags: Sequence[str], constrained: bool = False) -> dict[str, float]:
+    """Entity precision/recall/F1 and token accuracy of the decoding used (constrained when asked and available);
+    for CRF models also ``plain_f1`` and ``constrained_f1`` side by side."""
+    labels = np.asarray(predictions["gold_tags"])
+    decodings = {"plain": np.asarray(predictions["pred_tags"])}
+    if "constrained_tags" in predictions:
+        decodings["constrained"] = np.asarray(predictions["constrained_tags"])
+    real = labels >= 0
+    truth = [[tags[i] for i in row[keep]] for row, keep in zip(labels, real)]
+    scores = {name: entity_prf(truth, [[tags[i] for i in row[keep]] for row, keep in zip(pred, real)])
+              for name, pred in decodings.items()}
+    used = "constrained" if constrained and "constrained" in decodings else "plain"
+    metrics = dict(scores[used])
+    metrics["token_accuracy"] = float(np.mean(decodings[used][real] == labels[real]))
+    if len(decodings) > 1:
+        metrics.update({f"{name}_f1": s["f1"] for name, s in scores.items()})
     return metrics
 
 
 def build_task(config: Config) -> Task:
     """Reads the three CoNLL files, builds (or reloads) the training vocabulary and the tagger named in config."""
-    if config.model not in MODELS:
-        raise ValueError(f"model must be one of {sorted(MODELS)}, got {config.model!r}")
-    if not config.buckets or min(config.buckets) < 1:
-        raise ValueError(f"buckets must be positive lengths, got {config.buckets}")
     data_dir = pathlib.Path(config.data_dir)
-    sentences = {name: read_conll(data_dir / file) for name, file in
-                 (("train", config.train_file), ("val", config.val_file), ("test", config.test_file))}
+    files = {"train": config.train_file, "val": config.val_file, "test": config.test_file}
+    sentences = {name: read_conll(data_dir / file) for name, file in files.items()}
     if config.limit:
-        sentences = {name: split[: config.limit] for name, split in sentences.items()}
-    longest = {name: max(len(s.tokens) for s in split) for name, split in sentences.items()}
-    if max(longest.values()) > max(config.buckets):
-        raise ValueError(f"the longest sentences have {longest} tokens; the largest bucket {max(config.buckets)} must "
-                         f"hold them (add a larger size to --buckets)")
+        sentences = {name: split[:config.limit] for name, split in sentences.items()}
+    if config.max_length:
+        cut = {name: sum(len(s.tokens) > config.max_length for s in split) for name, split in sentences.items()}
+        if any(cut.values()):
+            print(f"--max-length {config.max_length} truncates " + ", ".join(f"{n} {name} sentences"
+                                                                              for name, n in cut.items()), file=sys.stderr)
+        sentences = {name: [Sentence(s.tokens[:config.max_length], s.tags[:config.max_length], s.line)
+                            for s in split] for name, split in sentences.items()}
+    longest = max(len(s.tokens) for split in sentences.values() for s in split)
+    buckets = tuple(sorted(config.buckets)) or length_buckets([longest])
+    if longest > buckets[-1]:
+        raise DataError(data_dir, f"expected sentences of at most {buckets[-1]} tokens (the largest of --buckets), "
+                                  f"got one of {longest}; add a larger bucket or leave --buckets empty")
     vocab, tags = load_vocabulary(config, sentences["train"])
-    splits = {name: encode_split(split, vocab, tags, config) for name, split in sentences.items()}
-    builder, crf = MODELS[config.model]
-    width = bucket_length(max(longest.values()), sorted(config.buckets))
-
+    splits = {name: encode_split(split, vocab, tags, config, buckets, str(data_dir / files[name]))
+              for name, split in sentences.items()}
+    save_vocabulary(config, vocab, tags)
     spec = {
         "words": ArraySpec("i", rank=2, low=0, high=len(vocab)),
         "mask": ArraySpec("b", rank=2),
@@ -302,17 +255,17 @@ def build_task(config: Config) -> Task:
         spec["chars"] = ArraySpec("i", rank=3, low=0, high=CHAR_VOCAB_SIZE)
     if config.case_feature:
         spec["case"] = ArraySpec("i", rank=2, low=0, high=len(CASES))
-    oov = {name: float(np.mean(np.concatenate(split.words) == UNK_ID)) for name, split in splits.items()}
+    oov = {name: float(np.mean(np.concatenate(split.sequences["words"]) == UNK_ID)) for name, split in splits.items()}
+    allowed = iob2_allowed(tags) if MODELS[config.model][1] else None
     return Task(
         name="ner",
-        model=SentenceTagger(builder(config, len(vocab), len(tags), crf)),
+        model=build_tagger(config, len(vocab), len(tags), buckets[-1]),
         splits=splits,
-        loss=_loss,
-        predict=functools.partial(_predict, width=width,
-                                  allowed=iob2_allowed(tags) if config.constrained_decoding else None),
-        score=functools.partial(score_tags, tags=tags),
+        loss=loss,
+        predict=FromOutputs(functools.partial(predict, allowed=allowed)),
+        score=functools.partial(score_tags, tags=tags, constrained=config.constrained_decoding),
         select_metric="f1",
-        describe={"tags": tags, "vocab_size": len(vocab), "unknown_word_rate": oov,
+        describe={"tags": tags, "vocab_size": len(vocab), "unknown_word_rate": oov, "buckets": list(buckets),
                   "sentences": {name: len(split) for name, split in sentences.items()}},
         class_names=tuple(tags),
         batch_spec=spec,

@@ -14,121 +14,93 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Iterator, Sequence
+import sys
+from typing import Any, Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from medjax.data import abstracts
-from medjax.data.vocab import Vocabulary, pad_batch, tokenize
+from medjax.data.splits import SequenceSplit, length_buckets
+from medjax.data.vocab import Vocabulary, tokenize
+from medjax.errors import ConfigError
 from medjax.metrics.classification import accuracy, macro_f1
 from medjax.nn.text_classifiers import LSTMTextClassifier, TransformerTextClassifier
 from medjax.train.batching import ArraySpec
-from medjax.train.config import TrainConfig
+from medjax.train.config import TrainConfig, option
 from medjax.train.losses import softmax_cross_entropy
-from medjax.train.task import Task
+from medjax.train.metrics import Mean
+from medjax.train.task import FromBatch, FromOutputs, Task
+
+MODELS = ("lstm", "transformer", "attention")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Config(TrainConfig):
-    workdir: str = "runs/textclf"  # where config.json, metrics.jsonl, results.json and checkpoints/ go
-    data_dir: str = "../shared/data/medical-abstracts-tc"  # folder with medical_tc_test.csv and medical_tc_labels.csv
-    model: str = "lstm"  # one of MODELS: lstm (BiLSTM), transformer (encoder blocks), attention (one attention layer)
-    split_seed: int = 0  # seeds the train/val/test split (independent of the training seed)
-    val_fraction: float = 0.1  # share of the abstracts held out for model selection
-    test_fraction: float = 0.1  # share of the abstracts held out for the final score
-    limit: int = 0  # use at most this many abstracts per split (0: all); for smoke runs
-    lower: bool = True  # lower-case tokens before the vocabulary lookup
-    fold_digits: bool = True  # map every digit to 0 before the vocabulary lookup
-    min_count: int = 2  # training-split words rarer than this become <unk>
-    max_length: int = 320  # keep the first this many tokens of an abstract
-    bucket: int = 64  # pad each batch's length up to a multiple of this (few shapes, few compilations)
-    embed_dim: int = 64  # word embedding width (the model width of the attention models)
-    hidden: int = 64  # LSTM state size per direction
-    num_layers: int = 1  # LSTM layers, or transformer encoder blocks
-    num_heads: int = 4  # attention heads
-    mlp_dim: int = 128  # transformer feed-forward width
-    pooling: str = "mean"  # LSTM: mean, max or last
-    positions: str = "sinusoidal"  # transformer: sinusoidal, learned or none
-    dropout: float = 0.5  # dropout on embeddings, between layers and on the pooled vector
-    baseline: bool = True  # also fit and score the TF-IDF + logistic-regression baseline
-    epochs: int = 20  # passes over the training split
-    batch_size: int = 32  # examples per training step, split over all local devices
-    lr: float = 2e-3  # peak learning rate
-    optimizer: str = "adamw"  # one of medjax.train.optim.OPTIMIZERS: adam, adamw, sgd
-    weight_decay: float = 1e-4  # decoupled weight decay (adamw) or L2 (sgd)
-    schedule: str = "cosine"  # one of medjax.train.optim.SCHEDULES: constant, cosine, multistep
-    clip_norm: float = 1.0  # clip gradients to this global norm; 0 turns clipping off
+    workdir: str = option("runs/textclf", "where config.json, metrics.jsonl, results.json and checkpoints/ go")
+    data_dir: str = option("../shared/data/medical-abstracts-tc", "folder with medical_tc_test.csv and "
+                                                                  "medical_tc_labels.csv")
+    model: str = option("lstm", "lstm (BiLSTM), transformer (encoder blocks), attention (one attention layer)",
+                        choices=MODELS)
+    split_seed: int = option(0, "seeds the train/val/test split (independent of the training seed)", minimum=0)
+    val_fraction: float = option(0.1, "share of the abstracts held out for model selection", above=0.0)
+    test_fraction: float = option(0.1, "share of the abstracts held out for the final score", above=0.0)
+    limit: int = option(0, "use at most this many abstracts per split (0: all); for smoke runs", minimum=0)
+    lower: bool = option(True, "lower-case tokens before the vocabulary lookup")
+    fold_digits: bool = option(True, "map every digit to 0 before the vocabulary lookup")
+    min_count: int = option(2, "training-split words rarer than this become <unk>", minimum=1)
+    max_length: int = option(0, "keep the first this many tokens of an abstract, counting what is cut (0: all)",
+                             minimum=0)
+    buckets: tuple[int, ...] = option((), "padded document lengths (empty: powers of two from 64 up to the longest "
+                                          "document)", minimum=1)
+    sort_chunk: int = option(20, "sort documents by length within chunks of this many batches (0: no sorting)",
+                             minimum=0)
+    embed_dim: int = option(64, "word embedding width (the model width of the attention models)", minimum=1)
+    hidden: int = option(64, "LSTM state size per direction", minimum=1)
+    num_layers: int = option(1, "LSTM layers, or transformer encoder blocks", minimum=1)
+    num_heads: int = option(4, "attention heads", minimum=1)
+    mlp_dim: int = option(128, "transformer feed-forward width", minimum=1)
+    pooling: str = option("mean", "LSTM: how the outputs become one vector", choices=("mean", "max", "last"))
+    positions: str = option("sinusoidal", "transformer: position encoding", choices=("sinusoidal", "learned", "none"))
+    dropout: float = option(0.5, "dropout on embeddings, between layers and on the pooled vector", minimum=0.0)
+    baseline: bool = option(True, "also fit and score the TF-IDF + logistic-regression baseline")
+    epochs: int = option(20, "passes over the training split", minimum=1)
+    batch_size: int = option(32, "examples per training step, split over all local devices", minimum=1)
+    lr: float = option(2e-3, "peak learning rate", above=0.0)
+    optimizer: str = option("adamw", "the optimizer", choices=("adam", "adamw", "sgd"))
+    weight_decay: float = option(1e-4, "decoupled weight decay (adamw) or L2 (adam, sgd)", minimum=0.0)
+    schedule: str = option("cosine", "the learning-rate schedule", choices=("constant", "cosine", "multistep"))
+    clip_norm: float = option(1.0, "clip gradients to this global norm; 0 turns clipping off", minimum=0.0)
 
 
 def smoke_config(**overrides: Any) -> Config:
     """A seconds-long run of the same pipeline: 40 abstracts per split, short documents, a tiny model, one epoch."""
-    small = {"limit": 40, "epochs": 1, "batch_size": 8, "eval_batch_size": 8, "max_length": 48, "bucket": 48,
+    small = {"limit": 40, "epochs": 1, "batch_size": 8, "eval_batch_size": 8, "max_length": 48, "buckets": (48,),
              "embed_dim": 16, "hidden": 16, "mlp_dim": 16, "num_heads": 2, "progress": False}
     return Config(**{**small, **overrides})
 
 
-def _lstm(config: Config, vocab_size: int, num_classes: int) -> nn.Module:
-    return LSTMTextClassifier(vocab_size, num_classes, config.embed_dim, config.hidden, config.num_layers,
-                              bidirectional=True, dropout=config.dropout, pooling=config.pooling)
+def build_classifier(config: Config, vocab_size: int, num_classes: int, max_length: int):
+    """The classifier named by ``config.model``, reading ``ids`` and ``mask`` from the batch."""
+    if config.model == "lstm":
+        module = LSTMTextClassifier(vocab_size, num_classes, config.embed_dim, config.hidden, config.num_layers,
+                                    bidirectional=True, dropout=config.dropout, pooling=config.pooling)
+    else:
+        layers = 0 if config.model == "attention" else config.num_layers
+        module = TransformerTextClassifier(vocab_size, num_classes, config.embed_dim, layers, config.num_heads,
+                                           config.mlp_dim, config.dropout,
+                                           None if config.positions == "none" else config.positions, max_length)
+    return FromBatch(module, ("ids", "mask"))
 
 
-def _transformer(config: Config, vocab_size: int, num_classes: int, num_layers: int | None = None) -> nn.Module:
-    positions = None if config.positions == "none" else config.positions
-    return TransformerTextClassifier(vocab_size, num_classes, config.embed_dim,
-                                     config.num_layers if num_layers is None else num_layers, config.num_heads,
-                                     config.mlp_dim, config.dropout, positions, config.max_length)
-
-
-MODELS = {"lstm": _lstm, "transformer": _transformer, "attention": functools.partial(_transformer, num_layers=0)}
-
-
-class DocumentClassifier(nn.Module):
-    """Reads ``ids`` and ``mask`` from the batch dict and calls the classifier (the loop's model contract)."""
-
-    classifier: nn.Module
-
-    def __call__(self, batch, train: bool = False) -> jax.Array:
-        """``batch["ids"]: int32[batch, time]``, ``batch["mask"]: bool[batch, time]`` -> ``f32[batch, classes]``."""
-        return self.classifier(batch["ids"], batch["mask"], train=train)
-
-
-@dataclasses.dataclass(frozen=True)
-class TextSplit:
-    """Encoded abstracts of one split; batches are padded to a length bucket with a token mask.
-
-    Attributes:
-      ids: per document, its token ids ``int32[n_tokens]`` (already truncated to ``max_length``).
-      labels: ``int32[n]`` class indices.
-      rows: ``int32[n]`` each document's row in the corpus file (ties the baseline's predictions to it).
-      bucket: lengths are rounded up to a multiple of this.
-    """
-
-    ids: tuple[np.ndarray, ...]
-    labels: np.ndarray
-    rows: np.ndarray
-    bucket: int
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def batches(self, batch_size: int, order: np.ndarray | None = None) -> Iterator[dict[str, np.ndarray]]:
-        """Yields ``{"ids", "mask", "label", "index"}`` with ``ids: int32[b, T]``, ``mask: bool[b, T]``."""
-        order = np.arange(len(self)) if order is None else np.asarray(order)
-        for start in range(0, len(order), batch_size):
-            chosen = order[start : start + batch_size]
-            ids, mask = pad_batch([self.ids[i] for i in chosen], bucket=self.bucket)
-            yield {"ids": ids, "mask": mask, "label": self.labels[chosen], "index": self.rows[chosen]}
-
-
-def encode_texts(vocab: Vocabulary, texts: Sequence[str], max_length: int) -> tuple[np.ndarray, ...]:
-    """Tokenizes, truncates to the first ``max_length`` tokens and encodes each text (an empty text keeps one
-    ``<unk>`` so that no document has zero valid steps)."""
+def encode_texts(vocab: Vocabulary, texts: Sequence[str], max_length: int = 0) -> tuple[np.ndarray, ...]:
+    """Tokenizes and encodes each text, keeping its first ``max_length`` tokens when that is set (an empty text keeps
+    one ``<unk>`` so that no document has zero valid steps)."""
     encoded = []
     for text in texts:
-        ids = vocab.encode(tokenize(text)[:max_length])
+        tokens = tokenize(text)
+        ids = vocab.encode(tokens[:max_length] if max_length else tokens)
         encoded.append(ids if ids.size else np.ones(1, np.int32))
     return tuple(encoded)
 
@@ -164,15 +136,13 @@ def fit_tfidf_baseline(train_texts, train_labels, val_texts, val_labels, seed: i
     return pipeline, {"ngram_range": ngram_range, "C": c, "val_macro_f1": f1}
 
 
-def _loss(logits: jax.Array, batch) -> tuple[jax.Array, dict]:
+def loss(logits: jax.Array, batch):
     where = batch["example_mask"]
-    loss = softmax_cross_entropy(logits, batch["label"], where=where)
-    # Per-batch sum; the loop divides by the epoch's valid examples, giving the training accuracy.
-    correct = jnp.sum((jnp.argmax(logits, axis=-1) == batch["label"]) & where)
-    return loss, {"accuracy": correct}
+    value = softmax_cross_entropy(logits, batch["label"], where=where)
+    return value, {"accuracy": Mean.of(jnp.argmax(logits, axis=-1) == batch["label"], where=where)}
 
 
-def _predict(logits: jax.Array, batch) -> dict:
+def predict(logits: jax.Array, batch) -> dict:
     return {"scores": jax.nn.softmax(logits, axis=-1), "pred": jnp.argmax(logits, axis=-1).astype(jnp.int32),
             "labels": batch["label"], "index": batch["index"]}
 
@@ -212,17 +182,23 @@ def load_corpus(config: Config) -> Corpus:
 
 def build_task(config: Config) -> Task:
     """Reads and splits the corpus, builds the vocabulary from the training split, and the model named in config."""
-    if config.model not in MODELS:
-        raise ValueError(f"model must be one of {sorted(MODELS)}, got {config.model!r}")
-    if config.max_length < 1 or config.bucket < 1:
-        raise ValueError(f"max_length and bucket must be >= 1, got {config.max_length} and {config.bucket}")
     data = load_corpus(config)
     corpus, parts, vocab = data.abstracts, data.parts, data.vocab
-    splits = {
-        name: TextSplit(encode_texts(vocab, data.texts(name), config.max_length), data.labels(name),
-                        rows.astype(np.int32), config.bucket)
-        for name, rows in parts.items()
-    }
+    ids = {name: encode_texts(vocab, data.texts(name)) for name in parts}
+    if config.max_length:
+        cut = {name: sum(len(doc) > config.max_length for doc in docs) for name, docs in ids.items()}
+        if any(cut.values()):
+            print(f"--max-length {config.max_length} truncates " + ", ".join(f"{n} {name} abstracts"
+                                                                              for name, n in cut.items()), file=sys.stderr)
+        ids = {name: tuple(doc[:config.max_length] for doc in docs) for name, docs in ids.items()}
+    longest = max(len(doc) for docs in ids.values() for doc in docs)
+    buckets = tuple(sorted(config.buckets)) or length_buckets([longest], smallest=64)
+    if longest > buckets[-1]:
+        raise ConfigError("--buckets", f"expected a largest bucket of at least {longest} tokens (the longest "
+                                       f"abstract), got {buckets[-1]}; leave --buckets empty or set --max-length")
+    splits = {name: SequenceSplit({"ids": ids[name]}, {"label": data.labels(name), "index": rows.astype(np.int32)},
+                                  buckets, config.sort_chunk)
+              for name, rows in parts.items()}
     num_classes = len(corpus.class_names)
 
     # Fitted on first use only: `medjax keywords` and `evaluate` rebuild the task without needing it.
@@ -247,10 +223,10 @@ def build_task(config: Config) -> Task:
 
     return Task(
         name="textclf",
-        model=DocumentClassifier(MODELS[config.model](config, len(vocab), num_classes)),
+        model=build_classifier(config, len(vocab), num_classes, buckets[-1]),
         splits=splits,
-        loss=_loss,
-        predict=_predict,
+        loss=loss,
+        predict=FromOutputs(predict),
         score=score,
         select_metric="macro_f1",
         describe={
@@ -258,6 +234,7 @@ def build_task(config: Config) -> Task:
             "vocab_size": len(vocab),
             "split_sizes": {name: len(rows) for name, rows in parts.items()},
             "split_class_counts": abstracts.class_counts(corpus, parts),
+            "buckets": list(buckets),
         },
         class_names=tuple(corpus.class_names),
         batch_spec={

@@ -13,6 +13,7 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
+from medjax.errors import DataError
 from medjax.train.task import Batch, Split
 
 _KINDS = {"f": ("f", "a floating dtype"), "i": ("iu", "an integer dtype"), "b": ("b", "bool")}
@@ -99,25 +100,25 @@ def check_batch(batch: Batch, spec: Mapping[str, ArraySpec], where: str) -> None
     rows = _batch_rows(batch, where)
     for key, value in batch.items():
         if value.dtype.kind not in "biuf":
-            raise TypeError(f"{where}: batch[{key!r}] has dtype {value.dtype}; expected numbers or bools")
+            raise DataError(where, f"batch[{key!r}] has dtype {value.dtype}; expected numbers or bools")
         if value.dtype.kind == "f" and not np.isfinite(value).all():
             bad = np.argwhere(~np.isfinite(value))
-            raise ValueError(
-                f"{where}: batch[{key!r}] has {len(bad)} non-finite values (NaN or inf), the first at index "
+            raise DataError(where,
+                f"batch[{key!r}] has {len(bad)} non-finite values (NaN or inf), the first at index "
                 f"{tuple(int(i) for i in bad[0])}; expected finite floats"
             )
     if batch["example_mask"].dtype != bool:
-        raise ValueError(f"{where}: batch['example_mask'] has dtype {batch['example_mask'].dtype}; expected bool")
+        raise DataError(where, f"batch['example_mask'] has dtype {batch['example_mask'].dtype}; expected bool")
     for key, want in spec.items():
         if key not in batch:
-            raise ValueError(f"{where}: the task declares batch[{key!r}] but the batch has keys {sorted(batch)}")
+            raise DataError(where, f"the task declares batch[{key!r}] but the batch has keys {sorted(batch)}")
         value = batch[key]
         kinds, description = _KINDS[want.dtype_kind]
         if value.dtype.kind not in kinds:
-            raise ValueError(f"{where}: batch[{key!r}] has dtype {value.dtype}; expected {description}")
+            raise DataError(where, f"batch[{key!r}] has dtype {value.dtype}; expected {description}")
         if want.rank is not None and value.ndim != want.rank:
-            raise ValueError(
-                f"{where}: batch[{key!r}] has shape {value.shape} (rank {value.ndim}); expected rank {want.rank}"
+            raise DataError(where,
+                f"batch[{key!r}] has shape {value.shape} (rank {value.ndim}); expected rank {want.rank}"
             )
         if want.low is not None or want.high is not None:
             _check_range(batch, key, want, rows, where)
@@ -129,7 +130,7 @@ def _check_range(batch: Batch, key: str, want: ArraySpec, rows: int, where: str)
     valid = np.broadcast_to(valid, value.shape)
     if want.mask is not None:
         if want.mask not in batch:
-            raise ValueError(f"{where}: batch[{key!r}] is range-checked under mask {want.mask!r}, which is missing")
+            raise DataError(where, f"batch[{key!r}] is range-checked under mask {want.mask!r}, which is missing")
         token_mask = batch[want.mask].astype(bool)
         token_mask = token_mask.reshape(token_mask.shape + (1,) * (value.ndim - token_mask.ndim))
         valid = valid & np.broadcast_to(token_mask, value.shape)
@@ -138,20 +139,20 @@ def _check_range(batch: Batch, key: str, want: ArraySpec, rows: int, where: str)
     outside = valid & ((value < low) | (value >= high))
     if outside.any():
         first = tuple(int(i) for i in np.argwhere(outside)[0])
-        raise ValueError(
-            f"{where}: batch[{key!r}] has values outside [{want.low}, {want.high}): {value[first].item()} at index "
+        raise DataError(where,
+            f"batch[{key!r}] has values outside [{want.low}, {want.high}): {value[first].item()} at index "
             f"{first} (observed range [{value[valid].min().item()}, {value[valid].max().item()}])"
         )
 
 
 def _batch_rows(batch: Batch, where: str) -> int:
     if not isinstance(batch, Mapping) or not batch:
-        raise TypeError(f"{where}: a batch must be a non-empty dict of arrays; got {type(batch).__name__}")
+        raise DataError(where, f"a batch must be a non-empty dict of arrays; got {type(batch).__name__}")
     sizes = {}
     for key, value in batch.items():
         if not hasattr(value, "shape") or len(value.shape) == 0:
-            raise TypeError(f"{where}: batch[{key!r}] must be an array with a leading batch axis; got {value!r:.60}")
+            raise DataError(where, f"batch[{key!r}] must be an array with a leading batch axis; got {value!r:.60}")
         sizes[key] = value.shape[0]
     if len(set(sizes.values())) != 1:
-        raise ValueError(f"{where}: batch entries disagree on the batch size: {sizes}")
+        raise DataError(where, f"batch entries disagree on the batch size: {sizes}")
     return next(iter(sizes.values()))

@@ -1,10 +1,11 @@
 """Orbax checkpoints of a run: the latest epoch (to resume) and the best epoch (to report), each kept once.
 
-A checkpoint holds the arrays of the train state (params, opt_state, batch_stats, step) and the dropout key, plus a
+A checkpoint holds the arrays of the train state (params, opt_state, other collections, step) and the run's key, plus a
 JSON record of where the loop stands: epochs completed (the data order of the next epoch follows from it and the
 seed), optimizer steps, the best epoch so far and its validation metrics, and the wall time spent. Orbax writes each
 checkpoint into a temporary folder and renames it when complete, so a run killed mid-write leaves the previous one
-intact.
+intact. Two latest checkpoints are kept: if the newest cannot be read (a disk that lost part of it), the run resumes
+from the one before and says so.
 
 Layout: ``<workdir>/checkpoints/latest/<epoch>/`` and ``<workdir>/checkpoints/best/<epoch>/``.
 
@@ -17,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import pathlib
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import orbax.checkpoint as ocp
@@ -29,26 +30,27 @@ def _arrays(state: TrainState, rng: jax.Array) -> dict[str, Any]:
     return {
         "params": state.params,
         "opt_state": state.opt_state,
-        "batch_stats": state.batch_stats,
+        "collections": state.collections,
         "step": state.step,
         "rng": rng,
     }
 
 
-def _manager(directory: pathlib.Path) -> ocp.CheckpointManager:
+def _manager(directory: pathlib.Path, keep: int) -> ocp.CheckpointManager:
     # Synchronous writes: the next training step donates the state's buffers, and an epoch-end save is short next
     # to an epoch.
-    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, enable_async_checkpointing=False)
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
     return ocp.CheckpointManager(directory.absolute(), options=options)
 
 
 class RunCheckpoints:
     """The latest and the best checkpoint of one run, under one folder. Use as a context manager (or call close)."""
 
-    def __init__(self, directory: str | pathlib.Path):
+    def __init__(self, directory: str | pathlib.Path, say: Callable[[str], None] = print):
         directory = pathlib.Path(directory)
-        self._latest = _manager(directory / "latest")
-        self._best = _manager(directory / "best")
+        self._latest = _manager(directory / "latest", keep=2)
+        self._best = _manager(directory / "best", keep=1)
+        self._say = say
 
     def __enter__(self) -> "RunCheckpoints":
         return self
@@ -85,18 +87,31 @@ class RunCheckpoints:
         return self._latest.latest_step()
 
     def restore_latest(self, state: TrainState, rng: jax.Array) -> tuple[TrainState, jax.Array, dict[str, Any]]:
-        """The latest checkpoint, restored into the structure (and shardings) of ``state`` and ``rng``."""
-        return self._restore(self._latest, state, rng, "latest")
+        """The newest readable latest checkpoint, restored into the structure (and shardings) of ``state`` and ``rng``.
+
+        A damaged newest checkpoint is skipped for the one before it, with a message naming both.
+        """
+        epochs = sorted(self._latest.all_steps(), reverse=True)
+        for position, epoch in enumerate(epochs):
+            try:
+                return self._restore(self._latest, epoch, state, rng)
+            except Exception as err:  # noqa: BLE001 - any failure to read means this copy is unusable
+                if position + 1 == len(epochs):
+                    raise RuntimeError(f"no readable checkpoint under {self._latest.directory}: epoch {epoch} "
+                                       f"failed with {type(err).__name__}: {err}") from err
+                self._say(f"the checkpoint of epoch {epoch} is damaged ({type(err).__name__}: {str(err)[:200]}); "
+                          f"resuming from epoch {epochs[position + 1]} instead")
+        raise FileNotFoundError(f"no latest checkpoint under {self._latest.directory}")
 
     def restore_best(self, state: TrainState, rng: jax.Array) -> tuple[TrainState, jax.Array, dict[str, Any]]:
         """The best checkpoint, restored into the structure (and shardings) of ``state`` and ``rng``."""
-        return self._restore(self._best, state, rng, "best")
+        epoch = self._best.latest_step()
+        if epoch is None:
+            raise FileNotFoundError(f"no best checkpoint under {self._best.directory}: has this run finished an epoch?")
+        return self._restore(self._best, epoch, state, rng)
 
     @staticmethod
-    def _restore(manager: ocp.CheckpointManager, state: TrainState, rng: jax.Array, which: str):
-        epoch = manager.latest_step()
-        if epoch is None:
-            raise FileNotFoundError(f"no {which} checkpoint under {manager.directory}: has this run finished an epoch?")
+    def _restore(manager: ocp.CheckpointManager, epoch: int, state: TrainState, rng: jax.Array):
         restored = manager.restore(
             epoch,
             args=ocp.args.Composite(
@@ -108,6 +123,6 @@ class RunCheckpoints:
             step=arrays["step"],
             params=arrays["params"],
             opt_state=arrays["opt_state"],
-            batch_stats=arrays["batch_stats"],
+            collections=arrays["collections"],
         )
         return state, arrays["rng"], dict(restored["record"])

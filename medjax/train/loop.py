@@ -22,8 +22,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
+import os
 import pathlib
 import time
 from typing import Any, Mapping
@@ -32,18 +34,18 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from medjax.train import batching, optim, sharding, steps
+import medjax
+from medjax.errors import ConfigError, UserError
+from medjax.train import batching, metrics, optim, sharding, steps
 from medjax.train.checkpoint import RunCheckpoints
-from medjax.train.config import TrainConfig
+from medjax.train.config import RESUMABLE_CHANGES, TrainConfig, as_json, from_mapping
 from medjax.train.progress import ProgressReporter, format_metrics
 from medjax.train.state import TrainState, init_train_state
 from medjax.train.task import Task
 
-# Config fields a resumed run may change: where the files go, what is printed, and the device count (a preempted job
-# may resume on another machine; the numbers then agree to float rounding rather than bit for bit).
-_RESUMABLE_CHANGES = frozenset({"workdir", "log_every", "progress", "num_devices"})
-# Names of the per-batch sums of a task's loss that count what the other sums are averaged over.
-_DENOMINATORS = ("count", "examples")
+
+class TrainingDiverged(UserError, FloatingPointError):
+    """A non-finite loss or gradient norm: the recipe (learning rate, clipping) needs changing, not the code."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,12 +79,12 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
     workdir = pathlib.Path(config.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     metrics_path = workdir / "metrics.jsonl"
-    with RunCheckpoints(workdir / "checkpoints") as checkpoints:
+    run = _setup(task, config)
+    reporter = ProgressReporter(config.epochs, run.steps_per_epoch, config.log_every, config.progress)
+    with RunCheckpoints(workdir / "checkpoints", say=reporter.line) as checkpoints:
         resuming = checkpoints.latest_epoch() is not None
         if resuming:
             _check_same_run(workdir, config, task_name)
-        run = _setup(task, config)
-        reporter = ProgressReporter(config.epochs, run.steps_per_epoch, config.log_every, config.progress)
         state, rng = run.state, run.rng
         record: dict[str, Any] = {"epoch": 0, "step": 0, "best_epoch": None, "best_value": None, "best_val": {}}
         record["wall_seconds"] = 0.0
@@ -99,7 +101,7 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
                 state, step, train_metrics = _train_epoch(
                     state, rng, task, config, run.mesh, epoch, record["step"], reporter
                 )
-                val = _score(task, _predict(state, task, "val", config, run.mesh), "val")
+                val = _score(task, predict_split(state, task, "val", config.eval_batch_size, run.mesh), "val")
                 value = _selection_value(val[task.select_metric])
                 is_best = record["best_epoch"] is None or value > record["best_value"]
                 line = {"epoch": epoch, "step": step, **train_metrics, **_prefixed("val", val)}
@@ -115,6 +117,8 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
                 # The line first: a run killed before the checkpoint lands redoes the epoch and rewrites the line.
                 with metrics_path.open("a") as f:
                     f.write(json.dumps(line) + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
                 checkpoints.save(state, rng, record, is_best)
                 reporter.end_epoch(line)
                 if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < config.epochs:
@@ -123,7 +127,7 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
         finally:
             reporter.close()
         best_state, _, best_record = checkpoints.restore_best(state, rng)
-        test_predictions = _predict(best_state, task, "test", config, run.mesh)
+        test_predictions = predict_split(best_state, task, "test", config.eval_batch_size, run.mesh)
     results = {
         "task": task_name,
         "select_metric": task.select_metric,
@@ -132,8 +136,11 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
         **_prefixed("test", _score(task, test_predictions, "test")),
         "wall_seconds": earlier_wall + time.perf_counter() - wall_start,
     }
-    (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    np.savez(workdir / "predictions_test.npz", **_flat_arrays(test_predictions))
+    buffer = io.BytesIO()
+    np.savez(buffer, **_flat_arrays(test_predictions))
+    write_atomically(workdir / "predictions_test.npz", buffer.getvalue())
+    # Last: a results.json is the mark of a finished run.
+    write_atomically(workdir / "results.json", json.dumps(results, indent=2) + "\n")
     reporter.line("results: " + format_metrics(results))
     return results
 
@@ -148,7 +155,8 @@ def evaluate(task: Task, config: TrainConfig, splits: tuple[str, ...] = ("test",
     state, record, mesh = _restore_best(task, config)
     results = {"best_epoch": record["epoch"]}
     for split in splits:
-        results.update(_prefixed(split, _score(task, _predict(state, task, split, config, mesh), split)))
+        predictions = predict_split(state, task, split, config.eval_batch_size, mesh)
+        results.update(_prefixed(split, _score(task, predictions, split)))
     print(format_metrics(results), flush=True)
     return results
 
@@ -162,7 +170,11 @@ def restore_best(task: Task, config: TrainConfig) -> tuple[TrainState, dict[str,
 def _restore_best(task: Task, config: TrainConfig) -> tuple[TrainState, dict[str, Any], Mesh]:
     _check_task(task)
     run = _setup(task, config)
-    with RunCheckpoints(pathlib.Path(config.workdir) / "checkpoints") as checkpoints:
+    directory = pathlib.Path(config.workdir) / "checkpoints"
+    if not (directory / "best").is_dir():
+        raise UserError(config.workdir, "expected the work folder of a `medjax train` run with a finished epoch, "
+                                        "found no checkpoints/best/")
+    with RunCheckpoints(directory) as checkpoints:
         state, _, record = checkpoints.restore_best(run.state, run.rng)
     return state, record, run.mesh
 
@@ -173,13 +185,11 @@ def _check_task(task: Task) -> None:
         raise ValueError(f"task {task.name!r} has splits {sorted(task.splits)}; expected train, val and test")
     for name in ("train", "val", "test"):
         if len(task.splits[name]) == 0:
-            raise ValueError(f"task {task.name!r} has an empty {name} split")
+            raise UserError(None, f"the {name} split of task {task.name!r} is empty; expected at least one example")
 
 
 def _setup(task: Task, config: TrainConfig) -> _Run:
     """The mesh, the initial (replicated) state and dropout key: the same for a fresh, resumed or evaluated run."""
-    if config.epochs < 1:
-        raise ValueError(f"epochs must be >= 1; got {config.epochs}")
     mesh = sharding.make_mesh(config.num_devices)
     sharding.check_divisible(config.batch_size, mesh, "batch_size")
     sharding.check_divisible(config.eval_batch_size, mesh, "eval_batch_size")
@@ -189,7 +199,7 @@ def _setup(task: Task, config: TrainConfig) -> _Run:
     init_key, rng = jax.random.split(jax.random.PRNGKey(config.seed))
     first = next(batching.padded_batches(train_split, config.batch_size))
     batching.check_batch(first, task.batch_spec, "the first train batch")
-    state = init_train_state(task.model, tx, first, init_key)
+    state = init_train_state(task.model, tx, first, init_key, task.rng_streams)
     return _Run(mesh, sharding.replicate(state, mesh), sharding.replicate(rng, mesh), steps_per_epoch)
 
 
@@ -200,12 +210,13 @@ def _train_epoch(state, rng, task, config, mesh, epoch, step, reporter):
     in_flight = None
     for index, batch in enumerate(batching.padded_batches(split, config.batch_size, order)):
         batching.check_batch(batch, task.batch_spec, f"train batch {index} of epoch {epoch}")
-        state, metrics = steps.train_step(state, sharding.shard_batch(batch, mesh), rng, task.loss)
+        state, step_metrics = steps.train_step(state, sharding.shard_batch(batch, mesh), rng, task.loss,
+                                               task.rng_streams)
         step += 1
         # Read the previous step's metrics only now, so the device always has the next step queued.
         if in_flight is not None:
             totals.add(*in_flight)
-        in_flight = (step, metrics)
+        in_flight = (step, step_metrics)
     totals.add(*in_flight)
     return state, step, totals.summary()
 
@@ -215,52 +226,35 @@ class _TrainTotals:
 
     def __init__(self, epoch: int, reporter: ProgressReporter):
         self.epoch, self.reporter = epoch, reporter
-        self.steps = self.examples = 0
-        self.loss_sum = self.grad_norm_sum = 0.0
-        self.sums: dict[str, float] = {}
+        self.steps = 0
+        self.grad_norm_sum = 0.0
+        self.sums: dict[str, metrics.Mean] | None = None
         self.last: dict[str, float] = {}
 
-    def add(self, step: int, metrics: Mapping[str, Any]) -> None:
-        metrics = jax.device_get(metrics)
-        for name in ("loss", "grad_norm"):
-            if not np.isfinite(metrics[name]):
+    def add(self, step: int, step_metrics: Mapping[str, Any]) -> None:
+        step_metrics = jax.device_get(step_metrics)
+        loss = step_metrics["loss"].value()
+        for name, value in (("loss", loss), ("grad_norm", float(step_metrics["grad_norm"]))):
+            if not np.isfinite(value):
                 kept = f"the checkpoint of epoch {self.epoch - 1} is intact" if self.epoch > 1 else "no checkpoint yet"
-                raise FloatingPointError(
-                    f"non-finite {name} ({float(metrics[name])}) at step {step} (epoch {self.epoch}): training "
-                    f"stopped ({kept}); lower lr or set clip_norm"
-                )
-        examples = int(metrics["examples"])
+                raise TrainingDiverged(None, f"non-finite {name} ({value}) at step {step} (epoch {self.epoch}): "
+                                             f"training stopped ({kept}); lower --lr or set --clip-norm")
         self.steps += 1
-        self.examples += examples
-        self.loss_sum += float(metrics["loss"]) * examples
-        self.grad_norm_sum += float(metrics["grad_norm"])
-        for name, value in metrics["sums"].items():
-            self.sums[name] = self.sums.get(name, 0.0) + float(value)
-        self.last = {"lr": float(metrics["lr"]), "param_norm": float(metrics["param_norm"])}
-        self.reporter.step(step, float(metrics["loss"]), self.last["lr"])
+        self.grad_norm_sum += float(step_metrics["grad_norm"])
+        self.sums = metrics.merge(self.sums, {"loss": step_metrics["loss"], **step_metrics["task"]})
+        self.last = {"lr": float(step_metrics["lr"]), "param_norm": float(step_metrics["param_norm"])}
+        self.reporter.step(step, loss, self.last["lr"])
 
     def summary(self) -> dict[str, float]:
-        """Epoch means: the loss weighted by valid examples; and each per-batch sum the task's loss returns, divided by
-        the epoch total of its ``count`` (tokens, say) or ``examples`` sum if it has one, else by the valid examples
-        (so a task returning ``{"loss": mean * tokens, "count": tokens}`` gets the exact per-token train loss)."""
-        denominator = next((self.sums[name] for name in _DENOMINATORS if name in self.sums), self.examples)
-        sums = {
-            f"train_{name}": total / max(denominator, 1)
-            for name, total in self.sums.items()
-            if name not in _DENOMINATORS
-        }
-        return {
-            "train_loss": self.loss_sum / max(self.examples, 1),
-            **sums,
-            "grad_norm": self.grad_norm_sum / self.steps,
-            **self.last,
-        }
+        """The epoch's ``train_<metric>`` (each its exact total over its count), mean gradient norm, last lr."""
+        return {**_prefixed("train", metrics.compute(self.sums)), "grad_norm": self.grad_norm_sum / self.steps,
+                **self.last}
 
 
-def _predict(state: TrainState, task: Task, split_name: str, config: TrainConfig, mesh: Mesh) -> Any:
-    """``task.predict`` over a whole split, padding rows removed, batches concatenated."""
+def predict_split(state: TrainState, task: Task, split_name: str, batch_size: int, mesh: Mesh) -> Any:
+    """``task.predict`` over a whole split, padding rows removed, batches concatenated in the split's order."""
     outputs, masks = [], []
-    for index, batch in enumerate(batching.padded_batches(task.splits[split_name], config.eval_batch_size)):
+    for index, batch in enumerate(batching.padded_batches(task.splits[split_name], batch_size)):
         batching.check_batch(batch, task.batch_spec, f"{split_name} batch {index}")
         outputs.append(steps.eval_step(state, sharding.shard_batch(batch, mesh), task.predict))
         masks.append(batch["example_mask"])
@@ -274,9 +268,12 @@ def _predict(state: TrainState, task: Task, split_name: str, config: TrainConfig
                     f"task.predict must return arrays with a leading batch axis of {len(mask)}; got shape {leaf.shape}"
                 )
             kept.append(leaf[mask])
-        # Splits bucketed by length give [batch, time] outputs whose time differs per batch: right-pad with zeros.
+        # Splits bucketed by length give [batch, time] outputs whose time differs per batch: right-pad with -1
+        # (no class, no token), which scorers read as padding.
         widest = np.max([k.shape[1:] for k in kept], axis=0) if kept[0].ndim > 1 else ()
-        kept = [np.pad(k, [(0, 0)] + [(0, w - s) for s, w in zip(k.shape[1:], widest)]) for k in kept]
+        fill = -1 if kept[0].dtype.kind in "iu" else 0
+        kept = [np.pad(k, [(0, 0)] + [(0, w - s) for s, w in zip(k.shape[1:], widest)], constant_values=fill)
+                for k in kept]
         return np.concatenate(kept)
 
     return jax.tree_util.tree_map(join, *outputs)
@@ -317,9 +314,14 @@ def _flat_arrays(tree: Any) -> dict[str, np.ndarray]:
     return named
 
 
-def _config_json(config: TrainConfig) -> dict[str, Any]:
-    # Through JSON and back, so tuples compare equal to the lists a saved config holds.
-    return json.loads(json.dumps(dataclasses.asdict(config)))
+def write_atomically(path: pathlib.Path, contents: str | bytes) -> None:
+    """Writes ``path`` through a temporary file and a rename: a kill leaves the old file or the new, never half."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("wb") as f:
+        f.write(contents.encode() if isinstance(contents, str) else contents)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
 
 
 def _check_same_run(workdir: pathlib.Path, config: TrainConfig, task_name: str) -> None:
@@ -327,35 +329,36 @@ def _check_same_run(workdir: pathlib.Path, config: TrainConfig, task_name: str) 
     if not path.exists():
         return
     saved = json.loads(path.read_text())
-    current = _config_json(config)
-    changed = sorted(
-        name for name in set(current) | set(saved["config"])
-        if name not in _RESUMABLE_CHANGES and current.get(name) != saved["config"].get(name)
-    )
+    before = as_json(from_mapping(type(config), saved["config"], str(path), saved=True))
+    current = as_json(config)
+    changed = sorted(name for name in current if name not in RESUMABLE_CHANGES and current[name] != before[name])
     if saved.get("task") != task_name or changed:
         details = [f"task {saved.get('task')!r} -> {task_name!r}"] if saved.get("task") != task_name else []
-        details += [f"{name} {saved['config'].get(name)!r} -> {current.get(name)!r}" for name in changed]
-        raise ValueError(
-            f"{workdir} holds a run with a different config ({'; '.join(details)}): resume it with its own config "
-            f"or train in a new workdir"
-        )
+        details += [f"{name} {before[name]!r} -> {current[name]!r}" for name in changed]
+        raise ConfigError(workdir, f"holds a run with a different config ({'; '.join(details)}): resume it with its "
+                                   f"own config or train in a new workdir")
 
 
 def _write_config(workdir: pathlib.Path, task: Task, config: TrainConfig, task_name: str) -> None:
     contents = {
         "task": task_name,
-        "config": _config_json(config),
+        "medjax_version": medjax.__version__,
+        "config": as_json(config),
         "describe": dict(task.describe),
         "class_names": list(task.class_names),
     }
-    (workdir / "config.json").write_text(json.dumps(contents, indent=2, default=str) + "\n")
+    write_atomically(workdir / "config.json", json.dumps(contents, indent=2, default=str) + "\n")
 
 
 def _truncate_history(path: pathlib.Path, epochs_done: int) -> None:
-    """Drops the lines of epochs after the checkpoint resumed from (a killed run may have written one more)."""
+    """Keeps the lines of the epochs the resumed checkpoint holds: a killed run may have written one more, or half."""
     if not path.exists():
         return
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line)["epoch"] <= epochs_done]
-    if len(kept) != len(lines):
-        path.write_text("".join(line + "\n" for line in kept))
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if line.strip() and json.loads(line)["epoch"] <= epochs_done:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            pass  # the half-written line of a killed write
+    write_atomically(path, "".join(line + "\n" for line in kept))

@@ -22,6 +22,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from medjax.errors import UserError
 from medjax.metrics.classification import confusion_matrix, roc_auc, roc_curve
 
 # More classes than this and the per-cell counts of the confusion matrix are left out (they would not be legible).
@@ -35,12 +36,13 @@ def plot_workdir(workdir: str | pathlib.Path) -> list[pathlib.Path]:
       workdir: the work folder of a `medjax train` run (at least ``metrics.jsonl``).
 
     Raises:
-      FileNotFoundError: when the folder holds neither ``metrics.jsonl`` nor ``predictions_test.npz``.
+      medjax.errors.UserError: when the folder holds neither ``metrics.jsonl`` nor ``predictions_test.npz``.
     """
     workdir = pathlib.Path(workdir)
     metrics_path, predictions_path = workdir / "metrics.jsonl", workdir / "predictions_test.npz"
     if not metrics_path.exists() and not predictions_path.exists():
-        raise FileNotFoundError(f"{workdir} has no metrics.jsonl nor predictions_test.npz: is it a medjax run folder?")
+        raise UserError(workdir, "expected the work folder of a `medjax train` run, found no metrics.jsonl nor "
+                                 "predictions_test.npz")
     class_names = _class_names(workdir)
     written = []
     if metrics_path.exists():

@@ -23,6 +23,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from medjax.errors import ConfigError
+
 DATA_AXIS = "data"
 
 
@@ -34,9 +36,8 @@ def make_mesh(num_devices: int = 0) -> Mesh:
     """
     devices = jax.devices() if jax.process_count() > 1 else jax.local_devices()
     if num_devices < 0 or num_devices > len(devices):
-        raise ValueError(
-            f"num_devices must be between 0 (all) and {len(devices)} (the devices present); got {num_devices}"
-        )
+        raise ConfigError("--num-devices", f"expected 0 (all) to {len(devices)} (the devices present), got "
+                                           f"{num_devices}")
     if jax.process_count() > 1 and num_devices not in (0, len(devices)):
         raise ValueError(
             f"with {jax.process_count()} processes the mesh spans all {len(devices)} devices; "
@@ -48,7 +49,8 @@ def make_mesh(num_devices: int = 0) -> Mesh:
 def check_divisible(batch_size: int, mesh: Mesh, name: str) -> None:
     """Raises ValueError unless ``batch_size`` splits evenly over the mesh (and over the processes)."""
     if batch_size < 1 or batch_size % mesh.size:
-        raise ValueError(f"{name}={batch_size} must be a positive multiple of the {mesh.size} devices it is split over")
+        raise ConfigError("--" + name.replace("_", "-"), f"expected a positive multiple of the {mesh.size} devices "
+                                                         f"the batch is split over, got {batch_size}")
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:

@@ -30,13 +30,13 @@ def test_reads_labels_multiline_quotes_and_maps_ids_to_indices(tmp_path):
     "body, message",
     [
         ("", r"docs.csv: empty file"),
-        (HEADER, r"docs.csv: no data rows"),
-        ("label,text\n1,x\n", r"docs.csv, line 1: header is 'label,text'"),
-        (HEADER + "1,ok\n2,a,b\n", r"docs.csv, line 3: 3 fields; expected 2"),
-        (HEADER + '1,"multi\nline"\n7,x\n', r"docs.csv, line 4: unknown label 7; expected one of \[1, 2, 3\]"),
-        (HEADER + "one,x\n", r"docs.csv, line 2: label 'one' is not an integer"),
-        (HEADER + "1,x\n2,  \n", r"docs.csv, line 3: empty abstract"),
-        (HEADER + '1,"unclosed\n', r"docs.csv, line 2: malformed CSV"),
+        (HEADER, r"docs.csv: expected data rows after the header"),
+        ("label,text\n1,x\n", r"docs.csv:1: header is 'label,text'"),
+        (HEADER + "1,ok\n2,a,b\n", r"docs.csv:3: 3 fields; expected 2"),
+        (HEADER + '1,"multi\nline"\n7,x\n', r"docs.csv:4: unknown label 7; expected one of \[1, 2, 3\]"),
+        (HEADER + "one,x\n", r"docs.csv:2: label 'one' is not an integer"),
+        (HEADER + "1,x\n2,  \n", r"docs.csv:3: expected an abstract, got an empty field"),
+        (HEADER + '1,"unclosed\n', r"docs.csv:2: malformed CSV"),
     ],
 )
 def test_rejected_abstracts(tmp_path, body, message):
@@ -48,9 +48,9 @@ def test_rejected_abstracts(tmp_path, body, message):
 @pytest.mark.parametrize(
     "body, message",
     [
-        ("condition_label,condition_name\n1,a\n1,b\n", r"labels.csv, line 3: label 1 listed twice"),
-        ("condition_label,condition_name\n1,\n", r"labels.csv, line 2: label 1 has an empty name"),
-        ("condition_label\n1\n", r"labels.csv, line 1: header is 'condition_label'"),
+        ("condition_label,condition_name\n1,a\n1,b\n", r"labels.csv:3: label 1 listed twice"),
+        ("condition_label,condition_name\n1,\n", r"labels.csv:2: label 1 has an empty name"),
+        ("condition_label\n1\n", r"labels.csv:1: header is 'condition_label'"),
     ],
 )
 def test_rejected_label_files(tmp_path, body, message):
@@ -59,7 +59,7 @@ def test_rejected_label_files(tmp_path, body, message):
 
 
 def test_missing_folder_names_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="medical_tc_labels.csv not found"):
+    with pytest.raises(FileNotFoundError, match="medical_tc_labels.csv: expected the medical-abstracts-tc folder"):
         abstracts.load(tmp_path)
 
 

@@ -95,10 +95,10 @@ def test_multilabel(tmp_path, monkeypatch):
     data = medmnist.load("chestmnist", data_dir=_write(tmp_path / "chestmnist.npz", arrays))
     np.testing.assert_array_equal(data["train"].labels, arrays["train_labels"])
     arrays["val_labels"][1, 3] = 2
-    with pytest.raises(ValueError, match=r"val_labels must be 0 or 1 \(multi-label\), found 2"):
+    with pytest.raises(ValueError, match=r"val_labels: expected 0 or 1 \(multi-label\), got 2"):
         medmnist.load("chestmnist", data_dir=_write(tmp_path / "chestmnist.npz", arrays))
     arrays["val_labels"] = arrays["val_labels"][:, :13]
-    with pytest.raises(ValueError, match=r"val_labels must have shape \(3, 14\), got \(3, 13\)"):
+    with pytest.raises(ValueError, match=r"val_labels: expected shape \(3, 14\), got \(3, 13\)"):
         medmnist.load("chestmnist", data_dir=_write(tmp_path / "chestmnist.npz", arrays))
 
 
@@ -134,7 +134,7 @@ def test_rejects_missing_key(tmp_path):
 def test_rejects_wrong_image_dtype(tmp_path):
     arrays = _arrays(BREAST_SIZES)
     arrays["train_images"] = arrays["train_images"].astype(np.float32)
-    _reject(tmp_path, arrays, "train_images must be uint8, got float32")
+    _reject(tmp_path, arrays, "train_images: expected uint8 pixels, got float32")
 
 
 @pytest.mark.parametrize("shape, name", [((78, 28, 28, 3), "breastmnist"), ((78, 32, 32), "breastmnist"),
@@ -142,25 +142,25 @@ def test_rejects_wrong_image_dtype(tmp_path):
 def test_rejects_wrong_image_shape(tmp_path, shape, name):
     arrays = _arrays(medmnist.DATASETS[name].n_samples, channels=None if name == "breastmnist" else 3)
     arrays["val_images"] = np.zeros(shape, np.uint8)
-    _reject(tmp_path, arrays, "val_images must have shape .* got " + re.escape(str(shape)), name=name)
+    _reject(tmp_path, arrays, "val_images: expected shape .* got " + re.escape(str(shape)), name=name)
 
 
 def test_rejects_wrong_split_size(tmp_path):
     arrays = _arrays({**BREAST_SIZES, "test": 150})
-    _reject(tmp_path, arrays, "test_images has 150 images; breastmnist's test split has 156")
+    _reject(tmp_path, arrays, "test_images: expected 156 images \\(breastmnist's test split\\), got 150")
 
 
 def test_rejects_labels_out_of_range_wrong_shape_or_dtype(tmp_path):
     arrays = _arrays(BREAST_SIZES)
     arrays["train_labels"] = arrays["train_labels"].copy()
     arrays["train_labels"][7] = 2
-    _reject(tmp_path, arrays, r"train_labels has label 2, outside \[0, 1\] for breastmnist")
+    _reject(tmp_path, arrays, r"train_labels: expected labels in \[0, 1\] for breastmnist, got 2")
     arrays["train_labels"] = np.full(546, -1, np.int8)
-    _reject(tmp_path, arrays, r"train_labels has label -1")
+    _reject(tmp_path, arrays, r"train_labels: expected labels in \[0, 1\] for breastmnist, got -1")
     arrays["train_labels"] = np.zeros((546, 2), np.uint8)
-    _reject(tmp_path, arrays, r"train_labels must have shape \(546,\) or \(546, 1\), got \(546, 2\)")
+    _reject(tmp_path, arrays, r"train_labels: expected shape \(546,\) or \(546, 1\), got \(546, 2\)")
     arrays["train_labels"] = np.zeros(546, np.float32)
-    _reject(tmp_path, arrays, "train_labels must hold integers, got float32")
+    _reject(tmp_path, arrays, "train_labels: expected integer labels, got float32")
 
 
 def test_rejects_truncated_and_corrupt_archives(tmp_path, breast_npz):
@@ -194,11 +194,11 @@ def test_rejects_pickles_and_non_npz(tmp_path):
 
 def test_rejects_folder_without_the_file_and_bad_names(tmp_path):
     _write(tmp_path / "pathmnist.npz", {"x": np.zeros(1)})
-    with pytest.raises(FileNotFoundError, match=r"has no breastmnist_64.npz \(its .npz files: pathmnist.npz\)"):
+    with pytest.raises(FileNotFoundError, match=r"expected a folder holding breastmnist_64.npz, found .npz files: pathmnist.npz"):
         medmnist.load("breastmnist", size=64, data_dir=tmp_path)
-    with pytest.raises(ValueError, match="unknown MedMNIST data set 'breast'; valid names: pathmnist, chestmnist"):
+    with pytest.raises(ValueError, match="--dataset: expected one of pathmnist, chestmnist"):
         medmnist.load("breast", data_dir=tmp_path)
-    with pytest.raises(ValueError, match=r"size must be one of \(28, 64, 128, 224\), got 32"):
+    with pytest.raises(ValueError, match=r"--size: expected one of 28, 64, 128, 224, got 32"):
         medmnist.load("breastmnist", size=32, data_dir=tmp_path)
 
 

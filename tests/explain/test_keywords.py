@@ -7,7 +7,7 @@ import pytest
 
 from medjax.data.vocab import Vocabulary, tokenize
 from medjax.nn.text_classifiers import LSTMTextClassifier, TransformerTextClassifier
-from medjax.tasks import keywords as kw
+from medjax.explain import keywords as kw
 
 WORDS = ["the", "tumour", "grew", "in", "colon", "."]
 VOCAB = Vocabulary(("<pad>", "<unk>", *WORDS), lower=True)

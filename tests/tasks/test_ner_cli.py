@@ -4,12 +4,12 @@ only real tokens, and `medjax train ner` / `evaluate` run end to end on real NCB
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from medjax.data.conll import Sentence, read_conll
 from medjax.data.vocab import Vocabulary
+from medjax.errors import ConfigError, DataError
 from medjax.metrics.entities import entity_prf
 from medjax.nn.taggers import BiLSTMTagger, TransformerTagger
 from medjax.tasks import ner
@@ -52,10 +52,11 @@ def test_padding_never_changes_emissions_or_decoded_tags(cls):
     real = mask
     np.testing.assert_allclose(np.asarray(long["emissions"])[:, :6][real], np.asarray(short["emissions"])[real],
                                rtol=1e-5, atol=1e-5)
-    tags_short = ner._predict(short, {"mask": mask, "tags": np.zeros_like(words), "index": np.arange(3)}, 16)
-    tags_long = ner._predict(long, {"mask": long_mask, "tags": np.zeros_like(long_words), "index": np.arange(3)}, 16)
-    np.testing.assert_array_equal(tags_short["pred_tags"], tags_long["pred_tags"])
-    assert np.all(np.asarray(tags_short["pred_tags"])[:, 6:] == -1)
+    tags_short = ner.predict(short, {"mask": mask, "tags": np.zeros_like(words), "index": np.arange(3)})
+    tags_long = ner.predict(long, {"mask": long_mask, "tags": np.zeros_like(long_words), "index": np.arange(3)})
+    np.testing.assert_array_equal(tags_short["pred_tags"], np.asarray(tags_long["pred_tags"])[:, :6])
+    assert np.all(np.asarray(tags_long["pred_tags"])[:, 6:] == -1)
+    assert np.all(np.asarray(tags_short["pred_tags"])[~mask] == -1)
 
 
 def test_tagger_rejects_bad_inputs():
@@ -70,11 +71,11 @@ def test_tagger_rejects_bad_inputs():
 
 
 def make_split(lengths, sort_chunk=2):
-    config = ner.Config(buckets=(4, 8, 16), sort_chunk=sort_chunk, max_word_len=5)
+    config = ner.Config(sort_chunk=sort_chunk, max_word_len=5)
     sentences = [Sentence(tuple(f"w{i}_{j}" for j in range(n)), ("B-Dis",) + ("O",) * (n - 1)) for i, n in
                  enumerate(lengths)]
     vocab = Vocabulary.build(s.tokens for s in sentences)
-    return ner.encode_split(sentences, vocab, TAGS, config)
+    return ner.encode_split(sentences, vocab, TAGS, config, (4, 8, 16), "train.tsv")
 
 
 def test_batches_cover_every_sentence_once_in_bucket_shapes():
@@ -105,13 +106,13 @@ def test_loss_ignores_padding_rows_and_tokens():
     # Without its "crf" entry the same outputs take the softmax (per-token cross-entropy) loss.
     for outputs in (crf_outputs, {"emissions": crf_outputs["emissions"]}):
         batch = {"mask": mask, "tags": tags, "example_mask": np.array([True, True, False])}
-        loss, _ = ner._loss(outputs, batch)
+        loss, _ = ner.loss(outputs, batch)
         # The same two sentences alone, and with garbage tags under the padding: the same loss.
         first_two = {"mask": mask[:2], "tags": tags[:2], "example_mask": np.array([True, True])}
-        alone, _ = ner._loss(jax.tree.map(lambda a: a[:2] if a.ndim == 3 else a, outputs), first_two)
+        alone, _ = ner.loss(jax.tree.map(lambda a: a[:2] if a.ndim == 3 else a, outputs), first_two)
         np.testing.assert_allclose(loss, alone, rtol=1e-6)
         garbage = dict(batch, tags=np.where(mask, tags, 2).astype(np.int32))
-        np.testing.assert_allclose(ner._loss(outputs, garbage)[0], loss, rtol=1e-6)
+        np.testing.assert_allclose(ner.loss(outputs, garbage)[0], loss, rtol=1e-6)
     # The softmax loss by hand: the mean of -log p(tag) over the 6 + 4 real tokens of the two kept sentences.
     emissions = np.asarray(crf_outputs["emissions"], np.float64)
     log_p = emissions - np.log(np.exp(emissions).sum(-1, keepdims=True))
@@ -134,9 +135,39 @@ def test_case_patterns():
         "lower", "has_digit", "title", "mixed", "digits", "other", "upper"]
 
 
-def test_unknown_model_name(ncbi_dir, tmp_path):
-    with pytest.raises(ValueError, match="model must be one of"):
-        ner.build_task(ner.Config(data_dir=str(ncbi_dir), workdir=str(tmp_path), model="crf-only"))
+def test_unknown_model_name():
+    with pytest.raises(ConfigError, match="--model: expected one of bilstm, bilstm-crf, transformer, transformer-crf"):
+        ner.Config(model="crf-only")
+
+
+def test_a_tag_that_training_lacks_names_the_file_and_line():
+    sentences = [Sentence(("a", "b"), ("B-Dis", "O"), line=1), Sentence(("c",), ("B-Chem",), line=4)]
+    vocab = Vocabulary.build(s.tokens for s in sentences)
+    with pytest.raises(DataError, match=r"^test.tsv:4: expected tags of the training split \(O, B-Dis, I-Dis\), "
+                                        r"got B-Chem$"):
+        ner.encode_split(sentences, vocab, TAGS, ner.Config(), (16,), "test.tsv")
+
+
+def test_buckets_come_from_the_data_so_long_sentences_train(tmp_path):
+    """A corpus in NCBI-disease's format with sentences of up to 225 tokens trains with the default options."""
+    rng = np.random.default_rng(0)
+    for name, lengths in (("train.tsv", (12, 154, 30)), ("devel.tsv", (225, 8)), ("test.tsv", (165, 20))):
+        blocks = []
+        for n in lengths:
+            tags = rng.choice(["O", "O", "B-Disease", "I-Disease"], n)
+            blocks.append("".join(f"w{rng.integers(50)}\t{t}\n" for t in tags))
+        (tmp_path / name).write_text("\n".join(blocks))
+    config = ner.Config(data_dir=str(tmp_path), workdir=str(tmp_path / "run"), epochs=1, batch_size=4,
+                        eval_batch_size=4, embed_dim=8, hidden=8, char_features=0, case_feature=False,
+                        sort_chunk=0, progress=False, log_every=0, num_devices=1)
+    task = ner.build_task(config)
+    assert task.describe["buckets"] == [16, 32, 64, 128, 256]
+    from medjax.train import loop
+
+    results = loop.train(task, config, "ner")
+    assert 0.0 <= results["test_f1"] <= 1.0
+    with np.load(tmp_path / "run" / "predictions_test.npz") as saved:
+        assert (saved["gold_tags"] >= 0).sum() == 185
 
 
 @pytest.mark.data

@@ -87,11 +87,11 @@ def test_bad_inputs_are_named(ids, mask, error, message):
 def test_loss_and_predict_ignore_padding_rows():
     logits = jnp.array([[2.0, 0.0, 0.0], [0.0, 0.0, 5.0], [9.0, 0.0, 0.0]])
     batch = {"label": jnp.array([0, 1, 2]), "example_mask": jnp.array([True, True, False]), "index": jnp.arange(3)}
-    loss, sums = textclf._loss(logits, batch)
+    loss, sums = textclf.loss(logits, batch)
     log_p = np.asarray(jax.nn.log_softmax(logits))
     assert float(loss) == pytest.approx(-(log_p[0, 0] + log_p[1, 1]) / 2, rel=1e-6)
-    assert int(sums["accuracy"]) == 1
-    predictions = textclf._predict(logits, batch)
+    assert (float(sums["accuracy"].total), float(sums["accuracy"].count)) == (1.0, 2.0)
+    predictions = textclf.predict(logits, batch)
     assert predictions["pred"].tolist() == [0, 2, 0]
     np.testing.assert_allclose(predictions["scores"].sum(axis=1), 1.0, rtol=1e-6)
 
@@ -101,7 +101,7 @@ def test_train_then_keywords_from_the_command_line(abstracts_dir, tmp_path, caps
     workdir = tmp_path / "run"
     argv = ["train", "textclf", "--workdir", str(workdir), "--data-dir", str(abstracts_dir), "--model",
             "transformer", "--limit", "40", "--epochs", "1", "--batch-size", "8", "--eval-batch-size", "8",
-            "--max-length", "48", "--bucket", "48", "--embed-dim", "16", "--hidden", "16", "--mlp-dim", "16",
+            "--max-length", "48", "--buckets", "48", "--embed-dim", "16", "--hidden", "16", "--mlp-dim", "16",
             "--num-heads", "2", "--num-devices", "1", "--no-progress"]
     assert cli.main(argv) == 0
     for name in ("config.json", "metrics.jsonl", "results.json", "predictions_test.npz", "checkpoints"):
@@ -133,4 +133,4 @@ def test_train_then_keywords_from_the_command_line(abstracts_dir, tmp_path, caps
         assert len(lines) == 4, captured.out
         scores = [float(line.split("\t")[1]) for line in lines]
         assert scores == sorted(scores, reverse=True)
-        assert captured.err.startswith("predicted: ")
+        assert captured.err.splitlines()[-1].startswith("predicted: ")

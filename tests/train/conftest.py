@@ -10,28 +10,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from medjax.data.splits import ArraySplit
 from medjax.train import losses
 from medjax.train.batching import ArraySpec
-from medjax.train.config import TrainConfig
-from medjax.train.task import Task
+from medjax.train.config import TrainConfig, option
+from medjax.train.metrics import Mean
+from medjax.train.task import FromOutputs, Task
 
 FEATURES, CLASSES = 4, 3
-
-
-class ArraySplit:
-    """A split held as a dict of NumPy arrays."""
-
-    def __init__(self, arrays: dict[str, np.ndarray]):
-        self.arrays = arrays
-
-    def __len__(self) -> int:
-        return len(next(iter(self.arrays.values())))
-
-    def batches(self, batch_size, order=None):
-        index = np.arange(len(self)) if order is None else np.asarray(order)
-        for start in range(0, len(index), batch_size):
-            rows = index[start : start + batch_size]
-            yield {key: value[rows] for key, value in self.arrays.items()}
 
 
 class TinyMLP(nn.Module):
@@ -61,11 +47,10 @@ def blobs(n: int, seed: int) -> dict[str, np.ndarray]:
 
 def classification_loss(logits, batch):
     loss = losses.softmax_cross_entropy(logits, batch["label"], where=batch["example_mask"])
-    correct = jnp.sum((jnp.argmax(logits, -1) == batch["label"]) & batch["example_mask"])
-    return loss, {"correct": correct.astype(jnp.float32)}
+    return loss, {"correct": Mean.of(jnp.argmax(logits, -1) == batch["label"], where=batch["example_mask"])}
 
 
-def predict(logits, batch):
+def predict_outputs(logits, batch):
     return {"scores": jax.nn.softmax(logits), "labels": batch["label"]}
 
 
@@ -90,7 +75,7 @@ def make_task(
             "test": ArraySplit(blobs(n_eval, 2)),
         },
         loss=loss,
-        predict=predict,
+        predict=FromOutputs(predict_outputs),
         score=score,
         select_metric="mean_score",
         class_names=("a", "b", "c"),
@@ -98,9 +83,9 @@ def make_task(
     )
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class TinyConfig(TrainConfig):
-    hidden: int = 16  # not read by the loop: a task field, as a task's Config would have
+    hidden: int = option(16, "not read by the loop: a task field, as a task's Config would have")
 
 
 def make_config(workdir, **overrides) -> TinyConfig:

@@ -85,7 +85,7 @@ def test_missing_keys_wrong_rank_and_non_numeric_entries():
         batching.check_batch(good_batch(), {"label": ArraySpec("i", rank=2)}, "train batch 0")
     batch = good_batch()
     batch["text"] = np.array(["a", "b", "c", "d"])
-    with pytest.raises(TypeError, match=r"batch\['text'\] has dtype <U1; expected numbers or bools"):
+    with pytest.raises(ValueError, match=r"batch\['text'\] has dtype <U1; expected numbers or bools"):
         batching.check_batch(batch, {}, "train batch 0")
     with pytest.raises(ValueError, match="dtype_kind must be one of"):
         ArraySpec("float32")

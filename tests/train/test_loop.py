@@ -114,8 +114,8 @@ def test_a_run_compiles_each_step_once(tiny_task, tiny_config, tmp_path):
     def loss(outputs, batch):
         return base.loss(outputs, batch)
 
-    def predict(outputs, batch):
-        return base.predict(outputs, batch)
+    def predict(apply, variables, batch):
+        return base.predict(apply, variables, batch)
 
     task = type(base)(**{**vars(base), "loss": loss, "predict": predict})
     train_before, eval_before = steps.train_step._cache_size(), steps.eval_step._cache_size()
@@ -146,5 +146,5 @@ def test_bad_task_and_config_are_refused_before_training(tiny_task, tiny_config,
     with pytest.raises(ValueError, match=r"has splits \['test', 'train'\]; expected train, val and test"):
         loop.train(type(task)(**{**vars(task), "splits": {"train": task.splits["train"], "test": task.splits["test"]}}),
                    tiny_config(tmp_path), "blobs")
-    with pytest.raises(ValueError, match="batch_size=12 must be a positive multiple of the 8 devices"):
+    with pytest.raises(ValueError, match="--batch-size: expected a positive multiple of the 8 devices the batch is split over, got 12"):
         loop.train(task, tiny_config(tmp_path, batch_size=12), "blobs")

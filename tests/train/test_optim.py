@@ -8,6 +8,7 @@ import optax
 import pytest
 
 from medjax.train import optim
+from medjax.errors import ConfigError
 from medjax.train.config import TrainConfig
 
 
@@ -33,14 +34,17 @@ def test_multistep_schedule_decays_at_fractions_of_training():
 
 
 def test_unknown_names_and_bad_values_raise_with_the_valid_choices():
-    with pytest.raises(ValueError, match="unknown optimizer 'adamax'; valid names: adam, adamw, sgd"):
-        optim.make_optimizer(TrainConfig(optimizer="adamax"), 10)
-    with pytest.raises(ValueError, match="unknown schedule 'linear'; valid names: constant, cosine, multistep"):
-        optim.make_optimizer(TrainConfig(schedule="linear"), 10)
-    with pytest.raises(ValueError, match=r"milestones are fractions of training in \(0, 1\]; got \(50,\)"):
+    # The config refuses them when it is built, naming the flag and the valid names.
+    with pytest.raises(ConfigError, match="--optimizer: expected one of adam, adamw, sgd, got 'adamax'"):
+        TrainConfig(optimizer="adamax")
+    with pytest.raises(ConfigError, match="--schedule: expected one of constant, cosine, multistep, got 'linear'"):
+        TrainConfig(schedule="linear")
+    with pytest.raises(ConfigError, match="--clip-norm: expected a number >= 0, got -1.0"):
+        TrainConfig(clip_norm=-1.0)
+    with pytest.raises(ConfigError, match="--lr: expected a number > 0, got 0.0"):
+        TrainConfig(lr=0)
+    with pytest.raises(ValueError, match=r"milestones are fractions of training in \(0, 1\]; got \(50.0,\)"):
         optim.make_schedule(TrainConfig(schedule="multistep", milestones=(50,)), 10)
-    with pytest.raises(ValueError, match="clip_norm must be >= 0"):
-        optim.make_optimizer(TrainConfig(clip_norm=-1.0), 10)
 
 
 def test_clipping_by_global_norm():

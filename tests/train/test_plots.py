@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from medjax.errors import UserError
 from medjax.train import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -52,5 +53,5 @@ def test_predicted_tags_give_a_confusion_matrix_only(tmp_path):
 
 def test_learning_curves_alone_and_a_folder_that_is_not_a_run(tmp_path):
     assert [p.name for p in plots.plot_workdir(make_workdir(tmp_path))] == ["learning_curves.png"]
-    with pytest.raises(FileNotFoundError, match="no metrics.jsonl nor predictions_test.npz"):
+    with pytest.raises(UserError, match="no metrics.jsonl nor"):
         plots.plot_workdir(tmp_path / "missing")

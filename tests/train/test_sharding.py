@@ -46,9 +46,9 @@ def test_shard_batch_splits_rows_over_devices_and_replicate_copies():
 
 def test_mesh_and_divisibility_errors():
     assert sharding.make_mesh(0).size == jax.device_count()
-    with pytest.raises(ValueError, match=f"between 0 \\(all\\) and {jax.device_count()}"):
+    with pytest.raises(ValueError, match=f"expected 0 \\(all\\) to {jax.device_count()}"):
         sharding.make_mesh(jax.device_count() + 1)
-    with pytest.raises(ValueError, match="eval_batch_size=6 must be a positive multiple of the 4 devices"):
+    with pytest.raises(ValueError, match="--eval-batch-size: expected a positive multiple of the 4 devices the batch is split over, got 6"):
         sharding.check_divisible(6, sharding.make_mesh(4), "eval_batch_size")
     with pytest.raises(ValueError, match=r"batch\['x'\] has 6 rows, not a multiple of the 4 devices"):
         sharding.shard_batch({"x": np.zeros((6, 2))}, sharding.make_mesh(4))
