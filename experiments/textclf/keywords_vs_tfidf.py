@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from medjax.data.vocab import pad_batch, tokenize
-from medjax.tasks import keywords as kw
+from medjax.explain import keywords as kw
 from medjax.tasks import textclf
 
 # scikit-learn's default token pattern: the words TF-IDF can rank (2+ word characters, lower-cased).
@@ -65,11 +65,12 @@ def main() -> None:
     methods = {m: kw.SCORERS[m] for m in args.methods}
     overlaps = {m: [] for m in (*methods, "random")}
     shown = set()
+    # One padded shape for every batch: each scorer compiles once.
+    longest = max(len(tokenize(t)[: run.config.max_length or None]) for t in texts)
     for start in range(0, len(texts), args.batch):
         chunk = texts[start : start + args.batch]
-        tokens = [tokenize(t)[: run.config.max_length] for t in chunk]
-        ids, mask = pad_batch([run.vocab.encode(t) for t in tokens], bucket=run.config.max_length,
-                              max_length=run.config.max_length)
+        tokens = [tokenize(t)[: run.config.max_length or None] for t in chunk]
+        ids, mask = pad_batch([run.vocab.encode(t) for t in tokens], bucket=longest, max_length=longest)
         scores = {m: np.asarray(f(run.classifier, run.variables, ids, mask)) for m, f in methods.items()}
         predicted = np.asarray(predict(run.variables, ids, mask))
         for j, text in enumerate(chunk):

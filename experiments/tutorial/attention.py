@@ -10,8 +10,8 @@ examples of a batch, did not scale by 1/sqrt(d), had no positions and fitted cla
 
 import numpy as np
 
-from experiments.tutorial.common import sequence_program
 from medjax.nn.encoder import TutorialAttentionClassifier
+from medjax.tutorial import sequence_program
 
 
 def label(x: np.ndarray, mask: np.ndarray) -> np.ndarray:

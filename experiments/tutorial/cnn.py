@@ -11,8 +11,8 @@ import argparse
 
 import numpy as np
 
-from experiments.tutorial.common import run
 from medjax.nn.conv import TutorialCNN
+from medjax.tutorial import run
 
 
 def lesion_images(n: int, size: int, seed: int) -> dict[str, np.ndarray]:

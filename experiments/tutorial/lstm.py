@@ -10,8 +10,8 @@ The tutorial fed 2-D ``(64, 10)`` data to its LSTM; medjax asks for ``[batch, ti
 
 import numpy as np
 
-from experiments.tutorial.common import sequence_program
 from medjax.nn.recurrent import TutorialLSTMClassifier
+from medjax.tutorial import sequence_program
 
 
 def label(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
