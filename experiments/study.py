@@ -139,12 +139,39 @@ def report(name: str) -> str:
             lines.append(f"| {config['name']}-seed{seed} | " + " | ".join(cells) + " |")
     lines += ["", "Configs: " + ", ".join(f"`{c['file']}`" for c in study["configs"]) + f"; command: "
               f"`python experiments/study.py run {name}`.", ""]
+    if any(found.values()):
+        plot_curves(study, found)
+        lines += [f"![validation {study['select']} per epoch, every run](curves.png)", ""]
     notes = study["folder"] / "notes.md"
     if notes.exists():
         lines += [notes.read_text().rstrip(), ""]
     text = "\n".join(lines)
     (study["folder"] / "RESULTS.md").write_text(text)
     return text
+
+
+def plot_curves(study: dict, found: dict[str, dict[int, dict]]) -> pathlib.Path:
+    """``curves.png``: the training loss and the validation selection metric per epoch of every committed run."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 3.6), dpi=110)
+    loss_axes, val_axes = figure.subplots(1, 2)
+    for index, config in enumerate(study["configs"]):
+        for seed in sorted(found[config["name"]]):
+            path = study["folder"] / "runs" / f"{config['name']}-seed{seed}" / "metrics.jsonl"
+            lines = [json.loads(line) for line in path.read_text().splitlines()]
+            epochs = [line["epoch"] for line in lines]
+            style = {"color": f"C{index}", "alpha": 0.8, "label": config["label"] if seed == min(found[config["name"]])
+                     else None}
+            loss_axes.plot(epochs, [line["train_loss"] for line in lines], **style)
+            val_axes.plot(epochs, [line[f"val_{study['select']}"] for line in lines], **style)
+    loss_axes.set(xlabel="epoch", ylabel="training loss", yscale="log")
+    val_axes.set(xlabel="epoch", ylabel=f"validation {study['select']}")
+    val_axes.legend(fontsize=8)
+    figure.tight_layout()
+    out = study["folder"] / "curves.png"
+    figure.savefig(out)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
