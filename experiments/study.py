@@ -37,10 +37,13 @@ def load_study(name: str) -> dict:
     return study
 
 
-def run(name: str, seeds: list[int] | None = None, smoke: bool = False) -> None:
-    """Trains each config of the study with each seed (``medjax train`` as a subprocess) and copies its records."""
+def run(name: str, seeds: list[int] | None = None, smoke: bool = False, configs: list[str] | None = None) -> None:
+    """Trains each config of the study (or those named) with each seed (``medjax train`` as a subprocess) and copies
+    its records."""
     study = load_study(name)
     for config in study["configs"]:
+        if configs and config["name"] not in configs:
+            continue
         for seed in seeds if seeds is not None else study["seeds"]:
             run_name = f"{config['name']}-seed{seed}"
             workdir = ROOT / "runs" / ("smoke" if smoke else "") / name / run_name
@@ -125,11 +128,13 @@ def report(name: str) -> str:
     for row in study.get("published", []):
         cells = [f"{row[m]:.3f}" if m in row else "" for m in study["summary"]]
         lines.append(f"| {row['label']} (published) | | " + " | ".join(cells) + " |")
+    quoted = headlines(name)
+    if quoted:
+        lines += ["", "Quoted in the README:", ""]
     for config in study["configs"]:
-        _, said = choose(study, found[config["name"]])
-        if said:
-            lines += ["", f"{config['label']}: {said}; its test figure is the headline "
-                          f"({', '.join(f'{k}: {v}' for k, v in headlines(name).items() if k == config['name'])})."]
+        if config["name"] in quoted:
+            _, said = choose(study, found[config["name"]])
+            lines.append(f"- {config['label']}: **{quoted[config['name']]}**" + (f" ({said})" if said else ""))
     lines += ["", "Per run:", "", "| run | " + " | ".join(labels[m] for m in study["per_run"]) + " |",
               "|---|" + "---|" * len(study["per_run"])]
     for config in study["configs"]:
@@ -180,9 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("study", help="a folder of experiments/ with a study.toml")
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds to run (default: the study's)")
     parser.add_argument("--smoke", action="store_true", help="the study's smoke flags; records are not kept")
+    parser.add_argument("--configs", nargs="+", help="run only these configs (default: all)")
     args = parser.parse_args(argv)
     if args.action == "run":
-        run(args.study, args.seeds, args.smoke)
+        run(args.study, args.seeds, args.smoke, args.configs)
     if not args.smoke:
         print(report(args.study))
     return 0

@@ -34,6 +34,38 @@ def step_rngs(rng: jax.Array, step: jax.Array, streams: tuple[str, ...]) -> dict
     return {name: jax.random.fold_in(key, index) for index, name in enumerate(streams)}
 
 
+def loss_and_grads(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array, loss_fn: LossFn,
+                   rng_streams: tuple[str, ...] = ("dropout",)):
+    """The loss of one batch, its gradient with respect to the parameters, the task's metrics and the updated
+    collections (new batch statistics): everything a step computes before the optimizer update."""
+
+    def objective(params):
+        variables = {**state.variables, "params": params}
+        # Batch norm updates its running statistics in training mode; a model without state returns no mutations.
+        outputs, mutated = state.apply_fn(
+            variables, batch, train=True, rngs=step_rngs(rng, state.step, rng_streams), mutable=list(state.collections)
+        )
+        loss, metrics = loss_fn(outputs, batch)
+        return loss, (metrics, {**state.collections, **mutated})
+
+    (loss, (task_metrics, collections)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    return loss, grads, dict(task_metrics), collections
+
+
+def apply_update(state: TrainState, loss: jax.Array, grads: Any, task_metrics: Mapping[str, Any], collections: Any,
+                 examples: jax.Array) -> tuple[TrainState, dict[str, Any]]:
+    """The optimizer update with ``grads`` and the step's metrics (see `train_step`)."""
+    new_state = state.apply_gradients(grads, collections)
+    metrics = {
+        "loss": Mean.weighted(loss, examples),
+        "grad_norm": global_norm(grads),
+        "param_norm": global_norm(new_state.params),
+        "lr": current_lr(new_state.opt_state),
+        "task": dict(task_metrics),
+    }
+    return new_state, metrics
+
+
 @functools.partial(jax.jit, static_argnames=("loss_fn", "rng_streams"), donate_argnames=("state",))
 def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array, loss_fn: LossFn,
                rng_streams: tuple[str, ...] = ("dropout",)) -> tuple[TrainState, dict[str, Any]]:
@@ -50,26 +82,8 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
       ``(new_state, metrics)``: ``loss`` (a `Mean` over the batch's valid examples), ``grad_norm`` (before
       clipping), ``param_norm`` (after the update), ``lr`` (the rate of this step), and ``task`` (the loss's metrics).
     """
-
-    def objective(params):
-        variables = {**state.variables, "params": params}
-        # Batch norm updates its running statistics in training mode; a model without state returns no mutations.
-        outputs, mutated = state.apply_fn(
-            variables, batch, train=True, rngs=step_rngs(rng, state.step, rng_streams), mutable=list(state.collections)
-        )
-        loss, metrics = loss_fn(outputs, batch)
-        return loss, (metrics, {**state.collections, **mutated})
-
-    (loss, (task_metrics, collections)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-    new_state = state.apply_gradients(grads, collections)
-    metrics = {
-        "loss": Mean.weighted(loss, jnp.sum(batch["example_mask"])),
-        "grad_norm": global_norm(grads),
-        "param_norm": global_norm(new_state.params),
-        "lr": current_lr(new_state.opt_state),
-        "task": dict(task_metrics),
-    }
-    return new_state, metrics
+    loss, grads, task_metrics, collections = loss_and_grads(state, batch, rng, loss_fn, rng_streams)
+    return apply_update(state, loss, grads, task_metrics, collections, jnp.sum(batch["example_mask"]))
 
 
 @functools.partial(jax.jit, static_argnames=("predict_fn",))
