@@ -38,3 +38,32 @@ def ncbi_dir():
 @pytest.fixture
 def abstracts_dir():
     return data_dir("medical-abstracts-tc")
+
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def readme() -> str:
+    return (ROOT / "README.md").read_text()
+
+
+@pytest.fixture(scope="session")
+def medjax_command():
+    """Runs the installed ``medjax`` command as a user types it: from the repository root, no path set by pytest.
+
+    Returns a function ``run(argv) -> CompletedProcess`` that fails the test (with the output) on a non-zero exit.
+    """
+    import subprocess
+    import sys
+
+    executable = str(pathlib.Path(sys.executable).parent / "medjax")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "XLA_FLAGS")}
+
+    def run(argv):
+        result = subprocess.run([executable, *map(str, argv)], cwd=ROOT, capture_output=True, text=True, env=env,
+                                timeout=600)
+        assert result.returncode == 0, f"medjax {' '.join(map(str, argv))}\n{result.stdout[-1500:]}\n{result.stderr[-3000:]}"
+        return result
+
+    return run

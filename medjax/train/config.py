@@ -142,6 +142,10 @@ class TrainConfig:
     num_devices: int = option(0, "data-parallel over this many local devices (0: all of them)", minimum=0)
     log_every: int = option(50, "print a progress line every this many steps (0: never)", minimum=0)
     progress: bool = option(True, "show a progress bar")
+    dp_epsilon: float | None = option(None, "DP-SGD: the epsilon the whole run may spend (unset: no DP); the noise "
+                                            "is calibrated to it", above=0.0)
+    dp_delta: float = option(1e-5, "DP-SGD: delta, below 1/(training examples)", above=0.0)
+    dp_clip: float = option(1.0, "DP-SGD: each example's gradient is clipped to this L2 norm", above=0.0)
 
     def __post_init__(self):
         _check(self)

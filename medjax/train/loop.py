@@ -36,7 +36,7 @@ from jax.sharding import Mesh
 
 import medjax
 from medjax.errors import ConfigError, UserError
-from medjax.train import batching, metrics, optim, sharding, steps
+from medjax.train import batching, metrics, optim, privacy, sharding, steps
 from medjax.train.checkpoint import RunCheckpoints
 from medjax.train.config import RESUMABLE_CHANGES, TrainConfig, as_json, from_mapping
 from medjax.train.progress import ProgressReporter, format_metrics
@@ -54,6 +54,7 @@ class _Run:
     state: TrainState
     rng: jax.Array
     steps_per_epoch: int
+    dp: privacy.DPPlan | None = None
 
 
 def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: int | None = None) -> dict | None:
@@ -98,9 +99,10 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
             for epoch in range(record["epoch"] + 1, config.epochs + 1):
                 epoch_start = time.perf_counter()
                 reporter.start_epoch(epoch)
-                state, step, train_metrics = _train_epoch(
-                    state, rng, task, config, run.mesh, epoch, record["step"], reporter
-                )
+                state, step, train_metrics = _train_epoch(state, rng, task, config, run, epoch, record["step"],
+                                                          reporter)
+                if run.dp:
+                    train_metrics["dp_epsilon"] = run.dp.epsilon_after(step)
                 val = _score(task, predict_split(state, task, "val", config.eval_batch_size, run.mesh), "val")
                 value = _selection_value(val[task.select_metric])
                 is_best = record["best_epoch"] is None or value > record["best_value"]
@@ -132,6 +134,8 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
         "task": task_name,
         "select_metric": task.select_metric,
         "best_epoch": best_record["epoch"],
+        **({"dp_epsilon": run.dp.epsilon_after(run.steps_per_epoch * config.epochs), "dp_delta": run.dp.delta,
+            "dp_noise_multiplier": run.dp.noise_multiplier} if run.dp else {}),
         **_prefixed("val", best_record["best_val"]),
         **_prefixed("test", _score(task, test_predictions, "test")),
         "wall_seconds": earlier_wall + time.perf_counter() - wall_start,
@@ -194,24 +198,38 @@ def _setup(task: Task, config: TrainConfig) -> _Run:
     sharding.check_divisible(config.batch_size, mesh, "batch_size")
     sharding.check_divisible(config.eval_batch_size, mesh, "eval_batch_size")
     train_split = task.splits["train"]
-    steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
+    dp = None
+    if config.dp_epsilon is not None:
+        dp = privacy.DPPlan.for_run(len(train_split), config.batch_size, config.epochs, config.dp_epsilon,
+                                    config.dp_delta, config.dp_clip, multiple=mesh.size)
+    steps_per_epoch = dp.steps_per_epoch if dp else math.ceil(len(train_split) / config.batch_size)
     tx = optim.make_optimizer(config, steps_per_epoch * config.epochs)
     init_key, rng = jax.random.split(jax.random.PRNGKey(config.seed))
-    first = next(batching.padded_batches(train_split, config.batch_size))
+    first = next(batching.padded_batches(train_split, dp.max_batch if dp else config.batch_size))
     batching.check_batch(first, task.batch_spec, "the first train batch")
     state = init_train_state(task.model, tx, first, init_key, task.rng_streams)
-    return _Run(mesh, sharding.replicate(state, mesh), sharding.replicate(rng, mesh), steps_per_epoch)
+    if dp:
+        privacy.check_model(state)
+    return _Run(mesh, sharding.replicate(state, mesh), sharding.replicate(rng, mesh), steps_per_epoch, dp)
 
 
-def _train_epoch(state, rng, task, config, mesh, epoch, step, reporter):
-    split = task.splits["train"]
-    order = batching.epoch_order(config.seed, epoch - 1, len(split))
+def _train_epoch(state, rng, task, config, run, epoch, step, reporter):
+    split, mesh = task.splits["train"], run.mesh
+    if run.dp:
+        batches = privacy.poisson_batches(split, run.dp, config.seed, epoch - 1)
+    else:
+        batches = batching.padded_batches(split, config.batch_size, batching.epoch_order(config.seed, epoch - 1,
+                                                                                          len(split)))
     totals = _TrainTotals(epoch, reporter)
     in_flight = None
-    for index, batch in enumerate(batching.padded_batches(split, config.batch_size, order)):
+    for index, batch in enumerate(batches):
         batching.check_batch(batch, task.batch_spec, f"train batch {index} of epoch {epoch}")
-        state, step_metrics = steps.train_step(state, sharding.shard_batch(batch, mesh), rng, task.loss,
-                                               task.rng_streams)
+        if run.dp:
+            state, step_metrics = privacy.dp_train_step(state, sharding.shard_batch(batch, mesh), rng, task.loss,
+                                                        task.rng_streams, run.dp)
+        else:
+            state, step_metrics = steps.train_step(state, sharding.shard_batch(batch, mesh), rng, task.loss,
+                                                   task.rng_streams)
         step += 1
         # Read the previous step's metrics only now, so the device always has the next step queued.
         if in_flight is not None:

@@ -80,6 +80,8 @@ def cases(tmp):
         ("batch size 0", [*image, "--data-dir", str(good_npz), "--batch-size", "0"], "--batch-size: expected"),
         ("lr not a number", [*image, "--data-dir", str(good_npz), "--lr", "abc"], "--lr: invalid float value"),
         ("unknown model", [*image, "--data-dir", str(good_npz), "--model", "vgg"], "--model: expected one of"),
+        ("DP delta too large", [*image, "--data-dir", str(good_npz), "--dp-epsilon", "8", "--dp-delta", "0.01"],
+         "--dp-delta: expected 0 < delta < 1/546"),
         ("too many devices", [*image, "--data-dir", str(good_npz), "--num-devices", "99"], "--num-devices"),
         ("CoNLL line of 3 columns", [*ner, "--data-dir", str(three_columns)], f"{three_columns}/train.tsv:8:"),
         ("bytes that are not UTF-8", [*ner, "--data-dir", str(latin1)], f"{latin1}/devel.tsv:4: expected UTF-8"),

@@ -123,11 +123,14 @@ def test_no_network_stops_at_once_saying_how_to_use_a_local_copy(tmp_path, monke
 
 
 @pytest.mark.data
-def test_cli_train_evaluate_plot_on_real_breastmnist(breastmnist_dir, tmp_path, capsys):
+def test_cli_train_evaluate_plot_on_real_breastmnist(breastmnist_dir, tmp_path, medjax_command, readme):
+    """The README's main job (its smoke variant: the tutorial CNN, 2 epochs) and its evaluate and plot commands."""
+    assert ("medjax train medmnist --dataset breastmnist --model resnet18 --epochs 15 "
+            "--data-dir ../shared/data/breastmnist-copy --workdir runs/breastmnist-resnet18") in readme
+    assert "medjax evaluate --workdir runs/x" in readme and "medjax plot --workdir runs/x" in readme
     workdir = tmp_path / "run"
-    argv = ["train", "medmnist", "--dataset", "breastmnist", "--model", "cnn", "--epochs", "2", "--seed", "3",
-            "--workdir", str(workdir), "--data-dir", str(breastmnist_dir), "--no-progress"]
-    assert cli.main(argv) == 0
+    medjax_command(["train", "medmnist", "--dataset", "breastmnist", "--model", "cnn", "--epochs", "2", "--seed", "3",
+                    "--workdir", workdir, "--data-dir", breastmnist_dir, "--no-progress"])
     for name in ("config.json", "metrics.jsonl", "results.json", "predictions_test.npz", "checkpoints"):
         assert (workdir / name).exists(), name
 
@@ -154,13 +157,13 @@ def test_cli_train_evaluate_plot_on_real_breastmnist(breastmnist_dir, tmp_path, 
     assert results["test_auc"] == pytest.approx(skm.roc_auc_score(labels, scores[:, 1]), abs=1e-9)
     assert results["test_acc"] == pytest.approx(skm.accuracy_score(labels, scores[:, 1] > 0.5), abs=1e-9)
 
-    assert cli.main(["evaluate", "--workdir", str(workdir)]) == 0
+    assert "test_auc" in medjax_command(["evaluate", "--workdir", workdir]).stdout
     again = evaluate_workdir(workdir)
     assert again["best_epoch"] == results["best_epoch"]
     assert again["test_auc"] == pytest.approx(results["test_auc"], abs=1e-6)
     assert again["test_acc"] == pytest.approx(results["test_acc"], abs=1e-6)
 
-    assert cli.main(["plot", "--workdir", str(workdir)]) == 0
+    medjax_command(["plot", "--workdir", workdir])
     for name in ("learning_curves.png", "roc.png", "confusion_matrix.png"):
         assert (workdir / name).stat().st_size > 1000, name
 

@@ -171,16 +171,16 @@ def test_buckets_come_from_the_data_so_long_sentences_train(tmp_path):
 
 
 @pytest.mark.data
-def test_cli_train_and_evaluate_on_ncbi(ncbi_dir, tmp_path):
-    from medjax.cli import main
+def test_cli_train_and_evaluate_on_ncbi(ncbi_dir, tmp_path, medjax_command, readme):
     from medjax.tasks import evaluate_workdir
 
+    assert "medjax train ner --data-dir ../shared/data/ncbi-disease --model bilstm-crf --workdir runs/ner" in readme
     workdir = tmp_path / "run"
     args = ["train", "ner", "--data-dir", str(ncbi_dir), "--workdir", str(workdir), "--model", "bilstm-crf",
             "--limit", "96", "--epochs", "2", "--batch-size", "16", "--eval-batch-size", "32", "--embed-dim", "16",
             "--hidden", "16", "--char-features", "8", "--lr", "1e-2", "--no-progress",
             "--buckets", "128"]  # one padded length: one compilation per step function
-    assert main(args) == 0
+    medjax_command(args)
     config = json.loads((workdir / "config.json").read_text())
     assert config["task"] == "ner" and config["config"]["model"] == "bilstm-crf"
     epochs = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -193,7 +193,7 @@ def test_cli_train_and_evaluate_on_ncbi(ncbi_dir, tmp_path):
     saved = json.loads((workdir / "vocab.json").read_text())
     assert saved["tags"] == ["O", "B-Disease", "I-Disease"]
     # `medjax evaluate` rebuilds the task from the work folder and reproduces the test scores of the best epoch.
-    assert main(["evaluate", "--workdir", str(workdir)]) == 0
+    assert "test_f1" in medjax_command(["evaluate", "--workdir", workdir]).stdout
     again = evaluate_workdir(workdir)
     assert {k: again[k] for k in ("test_f1", "test_token_accuracy")} == {
         k: results[k] for k in ("test_f1", "test_token_accuracy")}
@@ -201,5 +201,7 @@ def test_cli_train_and_evaluate_on_ncbi(ncbi_dir, tmp_path):
     test_tokens = sum(len(s.tokens) for s in read_conll(ncbi_dir / "test.tsv")[:96])
     assert (predictions["gold_tags"] >= 0).sum() == test_tokens
     np.testing.assert_array_equal(predictions["pred_tags"] >= 0, predictions["gold_tags"] >= 0)
-    assert main(["plot", "--workdir", str(workdir)]) == 0
+    from medjax.train.plots import plot_workdir
+
+    plot_workdir(workdir)
     assert (workdir / "learning_curves.png").stat().st_size > 0

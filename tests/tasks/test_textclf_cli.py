@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from medjax import cli
 from medjax.nn.text_classifiers import LSTMTextClassifier, TransformerTextClassifier, masked_max
 from medjax.tasks import textclf
 
@@ -97,13 +96,15 @@ def test_loss_and_predict_ignore_padding_rows():
 
 
 @pytest.mark.data
-def test_train_then_keywords_from_the_command_line(abstracts_dir, tmp_path, capsys):
+def test_train_then_keywords_from_the_command_line(abstracts_dir, tmp_path, medjax_command, readme):
+    assert ("medjax train textclf --data-dir ../shared/data/medical-abstracts-tc --model transformer --workdir "
+            "runs/clf") in readme and 'medjax keywords --workdir runs/clf "abstract text"' in readme
     workdir = tmp_path / "run"
     argv = ["train", "textclf", "--workdir", str(workdir), "--data-dir", str(abstracts_dir), "--model",
             "transformer", "--limit", "40", "--epochs", "1", "--batch-size", "8", "--eval-batch-size", "8",
             "--max-length", "48", "--buckets", "48", "--embed-dim", "16", "--hidden", "16", "--mlp-dim", "16",
             "--num-heads", "2", "--num-devices", "1", "--no-progress"]
-    assert cli.main(argv) == 0
+    trained = medjax_command(argv)
     for name in ("config.json", "metrics.jsonl", "results.json", "predictions_test.npz", "checkpoints"):
         assert (workdir / name).exists(), name
     saved = json.loads((workdir / "config.json").read_text())
@@ -120,17 +121,16 @@ def test_train_then_keywords_from_the_command_line(abstracts_dir, tmp_path, caps
     assert results["test_accuracy"] == pytest.approx(accuracy_score(labels, pred))
     assert results["test_macro_f1"] == pytest.approx(f1_score(labels, pred, average="macro", labels=range(5)))
     assert 0.0 <= results["test_baseline_macro_f1"] <= 1.0 and "val_baseline_accuracy" in results
-    assert "TF-IDF + logistic regression baseline" in capsys.readouterr().out
+    assert "TF-IDF + logistic regression baseline" in trained.stdout
     # The command line and the smoke config describe the same run.
     smoke = textclf.smoke_config(workdir=str(workdir), data_dir=str(abstracts_dir), model="transformer", num_devices=1)
     assert saved["config"] == json.loads(json.dumps(dataclasses.asdict(smoke)))
 
     for method in ("attention", "gradient"):
-        cli.main(["keywords", "--workdir", str(workdir), "--top-k", "4", "--method", method,
-                  "Carcinoma of the colon with hepatic metastases: tumour resection and chemotherapy."])
-        captured = capsys.readouterr()
-        lines = captured.out.strip().splitlines()
-        assert len(lines) == 4, captured.out
+        captured = medjax_command(["keywords", "--workdir", workdir, "--top-k", "4", "--method", method,
+                                   "Carcinoma of the colon with hepatic metastases: tumour resection and chemotherapy."])
+        lines = captured.stdout.strip().splitlines()
+        assert len(lines) == 4, captured.stdout
         scores = [float(line.split("\t")[1]) for line in lines]
         assert scores == sorted(scores, reverse=True)
-        assert captured.err.splitlines()[-1].startswith("predicted: ")
+        assert captured.stderr.splitlines()[-1].startswith("predicted: ")
