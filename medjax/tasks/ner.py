@@ -222,6 +222,17 @@ def score_tags(predictions, tags: Sequence[str], constrained: bool = False) -> d
     return metrics
 
 
+def vote(stacked) -> dict:
+    """An ensemble's tags: for each token the tag most members decoded (ties to the lowest id, ``O`` first)."""
+    combined = {key: value[0] for key, value in stacked.items()}
+    for key in ("pred_tags", "constrained_tags"):
+        if key in stacked:
+            votes = np.asarray(stacked[key])
+            counts = (votes[..., None] == np.arange(votes.max() + 1)).sum(axis=0)
+            combined[key] = np.where(votes[0] >= 0, counts.argmax(axis=-1), -1).astype(votes.dtype)
+    return combined
+
+
 def build_task(config: Config) -> Task:
     """Reads the three CoNLL files, builds (or reloads) the training vocabulary and the tagger named in config."""
     data_dir = pathlib.Path(config.data_dir)
@@ -269,4 +280,5 @@ def build_task(config: Config) -> Task:
                   "sentences": {name: len(split) for name, split in sentences.items()}},
         class_names=tuple(tags),
         batch_spec=spec,
+        combine=vote,
     )

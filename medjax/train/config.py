@@ -142,6 +142,10 @@ class TrainConfig:
     num_devices: int = option(0, "data-parallel over this many local devices (0: all of them)", minimum=0)
     log_every: int = option(50, "print a progress line every this many steps (0: never)", minimum=0)
     progress: bool = option(True, "show a progress bar")
+    ensemble: int = option(1, "train this many members (seeds seed, seed+1, ...) in one compiled step on the same "
+                              "batches; the ensemble's mean probabilities are scored and selected on", minimum=1)
+    data_seed: int | None = option(None, "seeds the data order (unset: --seed); an ensemble's member i is the run "
+                                         "with --seed seed+i --data-seed seed", minimum=0)
     dp_epsilon: float | None = option(None, "DP-SGD: the epsilon the whole run may spend (unset: no DP); the noise "
                                             "is calibrated to it", above=0.0)
     dp_delta: float = option(1e-5, "DP-SGD: delta, below 1/(training examples)", above=0.0)

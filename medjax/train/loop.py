@@ -31,12 +31,14 @@ import time
 from typing import Any, Mapping
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
 import medjax
 from medjax.errors import ConfigError, UserError
-from medjax.train import batching, metrics, optim, privacy, sharding, steps
+from medjax.metrics import calibration
+from medjax.train import batching, ensemble, metrics, optim, privacy, sharding, steps
 from medjax.train.checkpoint import RunCheckpoints
 from medjax.train.config import RESUMABLE_CHANGES, TrainConfig, as_json, from_mapping
 from medjax.train.progress import ProgressReporter, format_metrics
@@ -55,6 +57,8 @@ class _Run:
     rng: jax.Array
     steps_per_epoch: int
     dp: privacy.DPPlan | None = None
+    members: int = 1
+    how: str = "map"
 
 
 def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: int | None = None) -> dict | None:
@@ -103,7 +107,8 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
                                                           reporter)
                 if run.dp:
                     train_metrics["dp_epsilon"] = run.dp.epsilon_after(step)
-                val = _score(task, predict_split(state, task, "val", config.eval_batch_size, run.mesh), "val")
+                val = _score(task, predict_split(state, task, "val", config.eval_batch_size, run.mesh, run.members),
+                             "val")
                 value = _selection_value(val[task.select_metric])
                 is_best = record["best_epoch"] is None or value > record["best_value"]
                 line = {"epoch": epoch, "step": step, **train_metrics, **_prefixed("val", val)}
@@ -129,7 +134,7 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
         finally:
             reporter.close()
         best_state, _, best_record = checkpoints.restore_best(state, rng)
-        test_predictions = predict_split(best_state, task, "test", config.eval_batch_size, run.mesh)
+        test_predictions = predict_split(best_state, task, "test", config.eval_batch_size, run.mesh, run.members)
     results = {
         "task": task_name,
         "select_metric": task.select_metric,
@@ -141,7 +146,8 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
         "wall_seconds": earlier_wall + time.perf_counter() - wall_start,
     }
     buffer = io.BytesIO()
-    np.savez(buffer, **_flat_arrays(test_predictions))
+    saved = test_predictions["ensemble"] if run.members > 1 else test_predictions
+    np.savez(buffer, **_flat_arrays(saved))
     write_atomically(workdir / "predictions_test.npz", buffer.getvalue())
     # Last: a results.json is the mark of a finished run.
     write_atomically(workdir / "results.json", json.dumps(results, indent=2) + "\n")
@@ -159,7 +165,7 @@ def evaluate(task: Task, config: TrainConfig, splits: tuple[str, ...] = ("test",
     state, record, mesh = _restore_best(task, config)
     results = {"best_epoch": record["epoch"]}
     for split in splits:
-        predictions = predict_split(state, task, split, config.eval_batch_size, mesh)
+        predictions = predict_split(state, task, split, config.eval_batch_size, mesh, config.ensemble)
         results.update(_prefixed(split, _score(task, predictions, split)))
     print(format_metrics(results), flush=True)
     return results
@@ -203,22 +209,31 @@ def _setup(task: Task, config: TrainConfig) -> _Run:
         dp = privacy.DPPlan.for_run(len(train_split), config.batch_size, config.epochs, config.dp_epsilon,
                                     config.dp_delta, config.dp_clip, multiple=mesh.size)
     steps_per_epoch = dp.steps_per_epoch if dp else math.ceil(len(train_split) / config.batch_size)
+    if dp and config.ensemble > 1:
+        raise ConfigError("--ensemble", "expected 1 with --dp-epsilon (each member would spend the budget), got "
+                                        f"{config.ensemble}")
     tx = optim.make_optimizer(config, steps_per_epoch * config.epochs)
-    init_key, rng = jax.random.split(jax.random.PRNGKey(config.seed))
     first = next(batching.padded_batches(train_split, dp.max_batch if dp else config.batch_size))
     batching.check_batch(first, task.batch_spec, "the first train batch")
-    state = init_train_state(task.model, tx, first, init_key, task.rng_streams)
+    states, rngs = [], []
+    for seed in range(config.seed, config.seed + config.ensemble):
+        init_key, rng = jax.random.split(jax.random.PRNGKey(seed))
+        states.append(init_train_state(task.model, tx, first, init_key, task.rng_streams))
+        rngs.append(rng)
+    state, rng = (states[0], rngs[0]) if config.ensemble == 1 else (ensemble.stack(states), jnp.stack(rngs))
     if dp:
         privacy.check_model(state)
-    return _Run(mesh, sharding.replicate(state, mesh), sharding.replicate(rng, mesh), steps_per_epoch, dp)
+    return _Run(mesh, sharding.replicate(state, mesh), sharding.replicate(rng, mesh), steps_per_epoch, dp,
+                config.ensemble, ensemble.strategy())
 
 
 def _train_epoch(state, rng, task, config, run, epoch, step, reporter):
     split, mesh = task.splits["train"], run.mesh
+    data_seed = config.seed if config.data_seed is None else config.data_seed
     if run.dp:
-        batches = privacy.poisson_batches(split, run.dp, config.seed, epoch - 1)
+        batches = privacy.poisson_batches(split, run.dp, data_seed, epoch - 1)
     else:
-        batches = batching.padded_batches(split, config.batch_size, batching.epoch_order(config.seed, epoch - 1,
+        batches = batching.padded_batches(split, config.batch_size, batching.epoch_order(data_seed, epoch - 1,
                                                                                           len(split)))
     totals = _TrainTotals(epoch, reporter)
     in_flight = None
@@ -227,6 +242,9 @@ def _train_epoch(state, rng, task, config, run, epoch, step, reporter):
         if run.dp:
             state, step_metrics = privacy.dp_train_step(state, sharding.shard_batch(batch, mesh), rng, task.loss,
                                                         task.rng_streams, run.dp)
+        elif run.members > 1:
+            state, step_metrics = ensemble.ensemble_train_step(state, sharding.shard_batch(batch, mesh), rng,
+                                                               task.loss, task.rng_streams, run.how)
         else:
             state, step_metrics = steps.train_step(state, sharding.shard_batch(batch, mesh), rng, task.loss,
                                                    task.rng_streams)
@@ -269,35 +287,57 @@ class _TrainTotals:
                 **self.last}
 
 
-def predict_split(state: TrainState, task: Task, split_name: str, batch_size: int, mesh: Mesh) -> Any:
-    """``task.predict`` over a whole split, padding rows removed, batches concatenated in the split's order."""
+def predict_split(state: TrainState, task: Task, split_name: str, batch_size: int, mesh: Mesh,
+                  members: int = 1) -> Any:
+    """``task.predict`` over a whole split, padding rows removed, batches concatenated in the split's order; for an
+    ensemble (``members`` > 1, a stacked state) every leaf has a leading member axis."""
     outputs, masks = [], []
     for index, batch in enumerate(batching.padded_batches(task.splits[split_name], batch_size)):
         batching.check_batch(batch, task.batch_spec, f"{split_name} batch {index}")
-        outputs.append(steps.eval_step(state, sharding.shard_batch(batch, mesh), task.predict))
+        sharded = sharding.shard_batch(batch, mesh)
+        if members > 1:
+            outputs.append(ensemble.ensemble_eval_step(state, sharded, task.predict, ensemble.strategy()))
+        else:
+            outputs.append(steps.eval_step(state, sharded, task.predict))
         masks.append(batch["example_mask"])
     outputs = sharding.to_host(outputs)
+    axis = 1 if members > 1 else 0
 
     def join(*leaves):
         kept = []
         for leaf, mask in zip(leaves, masks):
-            if leaf.ndim == 0 or leaf.shape[0] != len(mask):
+            if leaf.ndim <= axis or leaf.shape[axis] != len(mask):
                 raise ValueError(
                     f"task.predict must return arrays with a leading batch axis of {len(mask)}; got shape {leaf.shape}"
                 )
-            kept.append(leaf[mask])
+            kept.append(np.compress(mask, leaf, axis=axis))
         # Splits bucketed by length give [batch, time] outputs whose time differs per batch: right-pad with -1
         # (no class, no token), which scorers read as padding.
-        widest = np.max([k.shape[1:] for k in kept], axis=0) if kept[0].ndim > 1 else ()
+        widest = np.max([k.shape[axis + 1:] for k in kept], axis=0) if kept[0].ndim > axis + 1 else ()
         fill = -1 if kept[0].dtype.kind in "iu" else 0
-        kept = [np.pad(k, [(0, 0)] + [(0, w - s) for s, w in zip(k.shape[1:], widest)], constant_values=fill)
-                for k in kept]
-        return np.concatenate(kept)
+        kept = [np.pad(k, [(0, 0)] * (axis + 1) + [(0, w - s) for s, w in zip(k.shape[axis + 1:], widest)],
+                       constant_values=fill) for k in kept]
+        return np.concatenate(kept, axis=axis)
 
-    return jax.tree_util.tree_map(join, *outputs)
+    predictions = jax.tree_util.tree_map(join, *outputs)
+    if members > 1:
+        combine = task.combine or ensemble.mean_probabilities
+        return {"ensemble": combine(predictions), "members": predictions}
+    return predictions
 
 
 def _score(task: Task, predictions: Any, split_name: str) -> dict[str, Any]:
+    if isinstance(predictions, dict) and set(predictions) == {"ensemble", "members"}:
+        stacked = predictions["members"]
+        scores = _score(task, predictions["ensemble"], split_name)
+        for index in range(len(next(iter(jax.tree_util.tree_leaves(stacked))))):
+            member_scores = task.score(ensemble.member(stacked, index))
+            scores.update({f"member{index}_{name}": _json_value(v) for name, v in member_scores.items()})
+        combined = predictions["ensemble"]
+        if isinstance(combined, dict) and "scores" in combined and np.ndim(combined.get("labels")) == 1:
+            scores["ece"] = calibration.expected_calibration_error(combined["labels"], combined["scores"])
+            scores["entropy"] = calibration.mean_entropy(combined["scores"])
+        return scores
     scores = {name: _json_value(value) for name, value in task.score(predictions).items()}
     if task.select_metric not in scores:
         raise ValueError(

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from medjax.errors import UserError
+from medjax.metrics.calibration import expected_calibration_error, reliability_bins
 from medjax.metrics.classification import confusion_matrix, roc_auc, roc_curve
 
 # More classes than this and the per-cell counts of the confusion matrix are left out (they would not be legible).
@@ -56,6 +57,10 @@ def plot_workdir(workdir: str | pathlib.Path) -> list[pathlib.Path]:
         pred = _predicted_classes(predictions)
         if labels is not None and pred is not None:
             written.append(plot_confusion_matrix(labels, pred, workdir / "confusion_matrix.png", class_names))
+        if labels is not None and "scores" in predictions and np.ndim(predictions["scores"]) == 2 \
+                and np.asarray(labels).reshape(len(labels), -1).shape[1] == 1:
+            written.append(plot_reliability(np.asarray(labels).reshape(-1), predictions["scores"],
+                                            workdir / "reliability.png"))
     return written
 
 
@@ -103,6 +108,24 @@ def plot_roc(
     axes.set(xlabel="false positive rate", ylabel="true positive rate", title="test ROC", xlim=(0, 1), ylim=(0, 1.01))
     axes.legend(loc="lower right", fontsize="small")
     figure.savefig(out, dpi=100)
+    return out
+
+
+def plot_reliability(labels: np.ndarray, scores: np.ndarray, out: pathlib.Path, bins: int = 10) -> pathlib.Path:
+    """The reliability diagram: accuracy against top-class confidence in equal bins, the diagonal for reference,
+    and the expected calibration error in the title."""
+    binned = reliability_bins(labels, scores, bins)
+    figure = Figure(figsize=(4.2, 4.2), dpi=120)
+    axes = figure.subplots()
+    centres = (np.arange(bins) + 0.5) / bins
+    axes.bar(centres, np.nan_to_num(binned["accuracy"]), width=1 / bins, edgecolor="black", alpha=0.7,
+             label="accuracy")
+    axes.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    axes.set(xlabel="confidence (top-class probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
+             title=f"test reliability, ECE {expected_calibration_error(labels, scores, bins):.3f}")
+    axes.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out)
     return out
 
 

@@ -91,6 +91,8 @@ class Task:
       class_names: names of the classes, in label order (used by plots).
       batch_spec: ``{key: medjax.train.batching.ArraySpec}``: what the batch entries must be (dtype kind, rank,
         value range); the loop checks every batch on the host. Without it the loop only rejects NaN and inf.
+      combine: ``combine(stacked) -> predictions`` for ensembles: the members' predictions (each leaf with a leading
+        member axis) made into the ensemble's; None: mean class probabilities (`medjax.train.ensemble`).
     """
 
     name: str
@@ -104,3 +106,4 @@ class Task:
     describe: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     class_names: Sequence[str] = ()
     batch_spec: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    combine: Callable[[Any], Any] | None = None

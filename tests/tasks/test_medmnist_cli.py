@@ -164,6 +164,6 @@ def test_cli_train_evaluate_plot_on_real_breastmnist(breastmnist_dir, tmp_path, 
     assert again["test_acc"] == pytest.approx(results["test_acc"], abs=1e-6)
 
     medjax_command(["plot", "--workdir", workdir])
-    for name in ("learning_curves.png", "roc.png", "confusion_matrix.png"):
+    for name in ("learning_curves.png", "roc.png", "confusion_matrix.png", "reliability.png"):
         assert (workdir / name).stat().st_size > 1000, name
 

@@ -205,3 +205,11 @@ def test_cli_train_and_evaluate_on_ncbi(ncbi_dir, tmp_path, medjax_command, read
 
     plot_workdir(workdir)
     assert (workdir / "learning_curves.png").stat().st_size > 0
+
+
+def test_an_ensemble_votes_per_token():
+    stacked = {"pred_tags": np.array([[[1, 2, 0, -1]], [[1, 0, 0, -1]], [[0, 2, 2, -1]]]),
+               "gold_tags": np.array([[[1, 2, 0, -1]]] * 3), "index": np.array([[5]] * 3)}
+    combined = ner.vote(stacked)
+    assert combined["pred_tags"].tolist() == [[1, 2, 0, -1]]  # 2 of 3 members per token; padding stays -1
+    assert combined["index"].tolist() == [5]

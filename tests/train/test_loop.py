@@ -78,7 +78,7 @@ def test_evaluate_reproduces_results(finished_run):
 def test_plot_workdir_draws_a_finished_run(finished_run):
     *_, workdir = finished_run
     paths = plots.plot_workdir(workdir)
-    assert [p.name for p in paths] == ["learning_curves.png", "roc.png", "confusion_matrix.png"]
+    assert [p.name for p in paths] == ["learning_curves.png", "roc.png", "confusion_matrix.png", "reliability.png"]
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

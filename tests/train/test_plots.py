@@ -32,7 +32,7 @@ def test_binary_scores_give_curves_roc_and_confusion(tmp_path):
     labels = rng.integers(0, 2, 50)
     scores = np.clip(labels * 0.6 + rng.normal(0.2, 0.3, 50), 0, 1)
     paths = plots.plot_workdir(make_workdir(tmp_path, labels=labels, scores=np.stack([1 - scores, scores], -1)))
-    assert [p.name for p in paths] == ["learning_curves.png", "roc.png", "confusion_matrix.png"]
+    assert [p.name for p in paths] == ["learning_curves.png", "roc.png", "confusion_matrix.png", "reliability.png"]
     for path in paths:
         assert_png(path)
 
