@@ -1,8 +1,10 @@
 """Ensembles: N members (seeds) trained in one compiled step on the same batches, each its own train state and key.
 
-The members' states are stacked along a leading axis. On GPU and TPU the step is `jax.vmap` of the one-model step;
-on CPU it is `lax.map` (the members one after another inside one program), because XLA CPU runs a vmapped
-convolution as a grouped convolution, measured 2.5-6.5x slower than sequential steps (../shared/PERF-NOTES.md).
+The members' states are stacked along a leading axis. On GPU and TPU the step is `jax.vmap` of the one-model step.
+On CPU, XLA runs a vmapped convolution as a grouped convolution (2.5-6.5x slower than sequential steps,
+../shared/PERF-NOTES.md) and a convolution inside a loop slower still, so a model with convolutions gets one copy of
+its step per member in the program and any other model `lax.map` (the members one after another in one loop): see
+`strategy` and benchmarks/RESULTS.md.
 Either way member i computes exactly what a single run does with seed ``seed + i`` and the ensemble's data order
 (``--data-seed``): tested.
 
@@ -28,12 +30,41 @@ from medjax.train.state import TrainState
 from medjax.train.steps import apply_update, loss_and_grads
 from medjax.train.task import LossFn, PredictFn
 
-STRATEGIES = ("vmap", "map")
+STRATEGIES = ("vmap", "map", "unroll")
 
 
-def strategy(backend: str | None = None) -> str:
-    """``"map"`` on CPU (sequential members, no grouped convolutions), ``"vmap"`` elsewhere."""
-    return "map" if (backend or jax.default_backend()) == "cpu" else "vmap"
+def strategy(backend: str | None = None, step_jaxpr: Any = None) -> str:
+    """How to run the members: ``"vmap"`` on GPU and TPU. On CPU, where a vmapped convolution becomes a grouped one
+    and a convolution inside a loop runs several times slower (benchmarks/RESULTS.md), ``"unroll"`` (one copy of the
+    step per member in the program) for a model with convolutions, else ``"map"`` (``lax.map``: one loop, fastest for
+    recurrent and dense models).
+
+    Args:
+      backend: the platform; default JAX's.
+      step_jaxpr: the jaxpr of one member's step (`jax.make_jaxpr`), to find its convolutions; None: assume none.
+    """
+    if (backend or jax.default_backend()) != "cpu":
+        return "vmap"
+    return "unroll" if step_jaxpr is not None and _has_convolution(step_jaxpr.jaxpr) else "map"
+
+
+def _has_convolution(jaxpr) -> bool:
+    for equation in jaxpr.eqns:
+        if equation.primitive.name == "conv_general_dilated":
+            return True
+        for value in equation.params.values():
+            for inner in value if isinstance(value, (list, tuple)) else (value,):
+                inner = getattr(inner, "jaxpr", inner)
+                if hasattr(inner, "eqns") and _has_convolution(inner):
+                    return True
+    return False
+
+
+def choose_strategy(states: TrainState, batch: Mapping[str, Any], rngs: jax.Array, loss_fn: LossFn,
+                    rng_streams: tuple[str, ...], backend: str | None = None) -> str:
+    """`strategy` for this task's step, traced (not run) on member 0."""
+    one = jax.make_jaxpr(lambda s, r: _one_step(s, r, batch, loss_fn, rng_streams))(member(states, 0), rngs[0])
+    return strategy(backend, one)
 
 
 def stack(trees: list[Any]) -> Any:
@@ -49,7 +80,10 @@ def member(tree: Any, index: int) -> Any:
 def _over_members(fn: Callable, how: str, *stacked: Any) -> Any:
     if how == "vmap":
         return jax.vmap(fn)(*stacked)
-    return lax.map(lambda args: fn(*args), stacked)
+    if how == "map":
+        return lax.map(lambda args: fn(*args), stacked)
+    count = len(jax.tree_util.tree_leaves(stacked[0])[0])
+    return stack([fn(*(member(tree, index) for tree in stacked)) for index in range(count)])
 
 
 def _one_step(state: TrainState, rng: jax.Array, batch, loss_fn: LossFn, rng_streams: tuple[str, ...]):

@@ -107,7 +107,8 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
                                                           reporter)
                 if run.dp:
                     train_metrics["dp_epsilon"] = run.dp.epsilon_after(step)
-                val = _score(task, predict_split(state, task, "val", config.eval_batch_size, run.mesh, run.members),
+                val = _score(task, predict_split(state, task, "val", config.eval_batch_size, run.mesh, run.members,
+                                           run.how),
                              "val")
                 value = _selection_value(val[task.select_metric])
                 is_best = record["best_epoch"] is None or value > record["best_value"]
@@ -134,7 +135,8 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
         finally:
             reporter.close()
         best_state, _, best_record = checkpoints.restore_best(state, rng)
-        test_predictions = predict_split(best_state, task, "test", config.eval_batch_size, run.mesh, run.members)
+        test_predictions = predict_split(best_state, task, "test", config.eval_batch_size, run.mesh,
+                                             run.members, run.how)
     results = {
         "task": task_name,
         "select_metric": task.select_metric,
@@ -162,10 +164,10 @@ def evaluate(task: Task, config: TrainConfig, splits: tuple[str, ...] = ("test",
       ``{"best_epoch": ..., "<split>_<metric>": ...}``; for the test split equal to the same entries of the run's
       ``results.json``.
     """
-    state, record, mesh = _restore_best(task, config)
+    state, record, run = _restore_best(task, config)
     results = {"best_epoch": record["epoch"]}
     for split in splits:
-        predictions = predict_split(state, task, split, config.eval_batch_size, mesh, config.ensemble)
+        predictions = predict_split(state, task, split, config.eval_batch_size, run.mesh, run.members, run.how)
         results.update(_prefixed(split, _score(task, predictions, split)))
     print(format_metrics(results), flush=True)
     return results
@@ -177,7 +179,7 @@ def restore_best(task: Task, config: TrainConfig) -> tuple[TrainState, dict[str,
     return state, record
 
 
-def _restore_best(task: Task, config: TrainConfig) -> tuple[TrainState, dict[str, Any], Mesh]:
+def _restore_best(task: Task, config: TrainConfig) -> tuple[TrainState, dict[str, Any], _Run]:
     _check_task(task)
     run = _setup(task, config)
     directory = pathlib.Path(config.workdir) / "checkpoints"
@@ -186,7 +188,7 @@ def _restore_best(task: Task, config: TrainConfig) -> tuple[TrainState, dict[str
                                         "found no checkpoints/best/")
     with RunCheckpoints(directory) as checkpoints:
         state, _, record = checkpoints.restore_best(run.state, run.rng)
-    return state, record, run.mesh
+    return state, record, run
 
 
 def _check_task(task: Task) -> None:
@@ -223,8 +225,9 @@ def _setup(task: Task, config: TrainConfig) -> _Run:
     state, rng = (states[0], rngs[0]) if config.ensemble == 1 else (ensemble.stack(states), jnp.stack(rngs))
     if dp:
         privacy.check_model(state)
+    how = ensemble.choose_strategy(state, first, rng, task.loss, task.rng_streams) if config.ensemble > 1 else ""
     return _Run(mesh, sharding.replicate(state, mesh), sharding.replicate(rng, mesh), steps_per_epoch, dp,
-                config.ensemble, ensemble.strategy())
+                config.ensemble, how)
 
 
 def _train_epoch(state, rng, task, config, run, epoch, step, reporter):
@@ -288,7 +291,7 @@ class _TrainTotals:
 
 
 def predict_split(state: TrainState, task: Task, split_name: str, batch_size: int, mesh: Mesh,
-                  members: int = 1) -> Any:
+                  members: int = 1, how: str = "map") -> Any:
     """``task.predict`` over a whole split, padding rows removed, batches concatenated in the split's order; for an
     ensemble (``members`` > 1, a stacked state) every leaf has a leading member axis."""
     outputs, masks = [], []
@@ -296,7 +299,7 @@ def predict_split(state: TrainState, task: Task, split_name: str, batch_size: in
         batching.check_batch(batch, task.batch_spec, f"{split_name} batch {index}")
         sharded = sharding.shard_batch(batch, mesh)
         if members > 1:
-            outputs.append(ensemble.ensemble_eval_step(state, sharded, task.predict, ensemble.strategy()))
+            outputs.append(ensemble.ensemble_eval_step(state, sharded, task.predict, how))
         else:
             outputs.append(steps.eval_step(state, sharded, task.predict))
         masks.append(batch["example_mask"])

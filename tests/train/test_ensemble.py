@@ -1,5 +1,5 @@
-"""Ensembles: member i trains exactly as a single run with seed i (and the ensemble's data order), both strategies
-(vmap, lax.map) agree, the ensemble is scored on its mean probabilities, and calibration figures are as computed by
+"""Ensembles: member i trains exactly as a single run with seed i (and the ensemble's data order), the strategies
+(vmap, lax.map, unrolled) agree, the ensemble is scored on its mean probabilities, and calibration figures are as computed by
 hand."""
 
 import json
@@ -40,7 +40,7 @@ def test_member_i_equals_the_single_run_with_seed_i(tiny_task, tiny_config, tmp_
         results["test_accuracy"]
 
 
-def test_vmap_and_map_strategies_agree(tiny_task):
+def test_the_strategies_agree(tiny_task):
     task = tiny_task(dropout=0.2)
     batch = batching.pad_batch(next(task.splits["train"].batches(8)), 8)
     tx = optim.make_optimizer(TrainConfig(lr=0.05), total_steps=10)
@@ -51,8 +51,16 @@ def test_vmap_and_map_strategies_agree(tiny_task):
     for how in ensemble.STRATEGIES:
         new, metrics = ensemble.ensemble_train_step(copy(), batch, rngs, task.loss, ("dropout",), how)
         results[how] = jax.device_get((new.params, metrics["loss"].value()))
-    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), *results.values())
-    assert ensemble.strategy("cpu") == "map" and ensemble.strategy("gpu") == "vmap"
+    for how in ("vmap", "unroll"):
+        jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), results[how],
+                               results["map"])
+    assert ensemble.strategy("gpu") == "vmap" and ensemble.strategy("cpu") == "map"
+    # On CPU a model with convolutions gets one copy of its step per member; a dense or recurrent one lax.map.
+    assert ensemble.choose_strategy(states, batch, rngs, task.loss, ("dropout",), "cpu") == "map"
+    from medjax.nn.conv import TutorialCNN
+
+    conv = jax.make_jaxpr(lambda x: TutorialCNN(num_classes=2).init(jax.random.PRNGKey(0), x))(np.zeros((1, 28, 28, 1)))
+    assert ensemble.strategy("cpu", conv) == "unroll"
 
 
 def test_mean_probabilities_recomputes_the_predicted_class():
