@@ -6,7 +6,7 @@ turns them all off.
 
 - ``--xla_cpu_experimental_ynn_fusion_type=-individual_convolution``: convolutions on Eigen instead of YNNPACK (dots
   stay on YNNPACK). Measured with medjax's own train step on a 2-core AMD EPYC (jaxlib 0.10.2): ResNet-18 (28) at batch
-  128 went from 18.2 s to 4.1 s a step, the tutorial CNN at batch 64 from 64 to 40 ms (benchmarks/RESULTS.md).
+  128 3.1x faster, the tutorial CNN at batch 64 1.6x (`python -m benchmarks.xla_flags`, benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
