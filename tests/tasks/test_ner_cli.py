@@ -177,7 +177,7 @@ def test_cli_train_and_evaluate_on_ncbi(ncbi_dir, tmp_path, medjax_command, read
     assert "medjax train ner --data-dir ../shared/data/ncbi-disease --model bilstm-crf --workdir runs/ner" in readme
     workdir = tmp_path / "run"
     args = ["train", "ner", "--data-dir", str(ncbi_dir), "--workdir", str(workdir), "--model", "bilstm-crf",
-            "--limit", "96", "--epochs", "2", "--batch-size", "16", "--eval-batch-size", "32", "--embed-dim", "16",
+            "--limit", "64", "--epochs", "2", "--batch-size", "16", "--eval-batch-size", "32", "--embed-dim", "16",
             "--hidden", "16", "--char-features", "8", "--lr", "1e-2", "--no-progress",
             "--buckets", "128"]  # one padded length: one compilation per step function
     medjax_command(args)
@@ -198,7 +198,7 @@ def test_cli_train_and_evaluate_on_ncbi(ncbi_dir, tmp_path, medjax_command, read
     assert {k: again[k] for k in ("test_f1", "test_token_accuracy")} == {
         k: results[k] for k in ("test_f1", "test_token_accuracy")}
     predictions = np.load(workdir / "predictions_test.npz")
-    test_tokens = sum(len(s.tokens) for s in read_conll(ncbi_dir / "test.tsv")[:96])
+    test_tokens = sum(len(s.tokens) for s in read_conll(ncbi_dir / "test.tsv")[:64])
     assert (predictions["gold_tags"] >= 0).sum() == test_tokens
     np.testing.assert_array_equal(predictions["pred_tags"] >= 0, predictions["gold_tags"] >= 0)
     from medjax.train.plots import plot_workdir
