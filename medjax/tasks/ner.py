@@ -147,12 +147,17 @@ def encode_split(sentences: Sequence[Sentence], vocab: Vocabulary, tags: Sequenc
     return SequenceSplit(sequences, {"index": np.arange(len(sentences), dtype=np.int32)}, buckets, config.sort_chunk)
 
 
+def _vocabulary_options(config: Config) -> dict:
+    """What the vocabulary depends on: a saved vocab.json is reused only when all of it is the same."""
+    return {"data_dir": str(pathlib.Path(config.data_dir).resolve()), "train_file": config.train_file,
+            "limit": config.limit, "min_count": config.min_count, "lower": config.lower,
+            "fold_digits": config.fold_digits}
+
+
 def load_vocabulary(config: Config, train: Sequence[Sentence]) -> tuple[Vocabulary, list[str]]:
     """The word vocabulary and tag names of the training split, reused from ``<workdir>/vocab.json`` if it was
     built with the same data and options (so `medjax evaluate` sees the ids the model was trained with)."""
-    options = {"data_dir": str(pathlib.Path(config.data_dir).resolve()), "train_file": config.train_file,
-               "limit": config.limit, "min_count": config.min_count,
-               "lower": config.lower, "fold_digits": config.fold_digits}
+    options = _vocabulary_options(config)
     path = pathlib.Path(config.workdir) / "vocab.json"
     if path.exists():
         saved = json.loads(path.read_text())
@@ -164,9 +169,7 @@ def load_vocabulary(config: Config, train: Sequence[Sentence]) -> tuple[Vocabula
 
 
 def save_vocabulary(config: Config, vocab: Vocabulary, tags: Sequence[str]) -> None:
-    options = {"data_dir": str(pathlib.Path(config.data_dir).resolve()), "train_file": config.train_file,
-               "limit": config.limit, "min_count": config.min_count,
-               "lower": config.lower, "fold_digits": config.fold_digits}
+    options = _vocabulary_options(config)
     path = pathlib.Path(config.workdir) / "vocab.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"options": options, "words": vocab.to_json(), "tags": list(tags)}))
