@@ -27,7 +27,7 @@ from jax import lax
 
 from medjax.train.metrics import Mean
 from medjax.train.state import TrainState
-from medjax.train.steps import apply_update, loss_and_grads
+from medjax.train import steps
 from medjax.train.task import LossFn, PredictFn
 
 STRATEGIES = ("vmap", "map", "unroll")
@@ -63,7 +63,7 @@ def _has_convolution(jaxpr) -> bool:
 def choose_strategy(states: TrainState, batch: Mapping[str, Any], rngs: jax.Array, loss_fn: LossFn,
                     rng_streams: tuple[str, ...], backend: str | None = None) -> str:
     """`strategy` for this task's step, traced (not run) on member 0."""
-    one = jax.make_jaxpr(lambda s, r: _one_step(s, r, batch, loss_fn, rng_streams))(member(states, 0), rngs[0])
+    one = jax.make_jaxpr(lambda s, r: steps.step(s, batch, r, loss_fn, rng_streams))(member(states, 0), rngs[0])
     return strategy(backend, one)
 
 
@@ -86,11 +86,6 @@ def _over_members(fn: Callable, how: str, *stacked: Any) -> Any:
     return stack([fn(*(member(tree, index) for tree in stacked)) for index in range(count)])
 
 
-def _one_step(state: TrainState, rng: jax.Array, batch, loss_fn: LossFn, rng_streams: tuple[str, ...]):
-    loss, grads, task_metrics, collections = loss_and_grads(state, batch, rng, loss_fn, rng_streams)
-    return apply_update(state, loss, grads, task_metrics, collections, jnp.sum(batch["example_mask"]))
-
-
 @functools.partial(jax.jit, static_argnames=("loss_fn", "rng_streams", "how"), donate_argnames=("states",))
 def ensemble_train_step(states: TrainState, batch: Mapping[str, jax.Array], rngs: jax.Array, loss_fn: LossFn,
                         rng_streams: tuple[str, ...], how: str) -> tuple[TrainState, dict[str, Any]]:
@@ -101,7 +96,7 @@ def ensemble_train_step(states: TrainState, batch: Mapping[str, jax.Array], rngs
       task metrics as sums over members, so their means are the members' mean; norms averaged) plus
       ``member_loss``: f32[members].
     """
-    states, metrics = _over_members(lambda s, r: _one_step(s, r, batch, loss_fn, rng_streams), how, states, rngs)
+    states, metrics = _over_members(lambda s, r: steps.step(s, batch, r, loss_fn, rng_streams), how, states, rngs)
     pooled = {
         "loss": Mean(jnp.sum(metrics["loss"].total), jnp.sum(metrics["loss"].count)),
         "grad_norm": jnp.mean(metrics["grad_norm"]),

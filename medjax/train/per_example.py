@@ -35,11 +35,17 @@ def per_example_grads(state: TrainState, batch: Mapping[str, jax.Array], loss_fn
     Returns:
       A pytree like ``state.params`` whose leaves have a leading axis B.
     """
+    return per_example_losses_and_grads(state, batch, loss_fn, rng, rng_streams)[1]
+
+
+def per_example_losses_and_grads(state: TrainState, batch: Mapping[str, jax.Array], loss_fn: LossFn, rng: jax.Array,
+                                 rng_streams: tuple[str, ...] = ("dropout",)) -> tuple[jax.Array, Any, Any]:
+    """As `per_example_grads`, with each example's loss (f32[B]) and metrics (leaves with a leading axis B) too."""
 
     def one(example, index):
         alone = jax.tree_util.tree_map(lambda leaf: leaf[None], example)
-        _, grads, _, _ = loss_and_grads(state, alone, jax.random.fold_in(rng, index), loss_fn, rng_streams)
-        return grads
+        loss, grads, metrics, _ = loss_and_grads(state, alone, jax.random.fold_in(rng, index), loss_fn, rng_streams)
+        return loss, grads, metrics
 
     rows = batch["example_mask"].shape[0]
     return jax.vmap(one)(dict(batch), jnp.arange(rows))

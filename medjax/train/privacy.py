@@ -30,7 +30,8 @@ import numpy as np
 from medjax.errors import ConfigError
 from medjax.train import batching
 from medjax.train.state import TrainState
-from medjax.train.steps import apply_update, loss_and_grads, step_rngs
+from medjax.train.per_example import per_example_losses_and_grads
+from medjax.train.steps import apply_update, step_rngs
 from medjax.train.task import LossFn, Split
 
 def _event(plan: "DPPlan", noise_multiplier: float, steps: int):
@@ -167,14 +168,8 @@ def dp_train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Ar
                   rng_streams: tuple[str, ...], plan: DPPlan) -> tuple[TrainState, dict[str, Any]]:
     """One DP-SGD step on a Poisson-sampled, padded batch; metrics as `medjax.train.steps.train_step`'s."""
     keys = step_rngs(rng, state.step, (*rng_streams, "dp_noise"))
-
-    def one(example, index):
-        alone = jax.tree_util.tree_map(lambda leaf: leaf[None], example)
-        loss, grads, metrics, _ = loss_and_grads(state, alone, jax.random.fold_in(rng, index), loss_fn, rng_streams)
-        return loss, grads, metrics
-
     mask = batch["example_mask"]
-    losses, grads, metrics = jax.vmap(one)(dict(batch), jnp.arange(mask.shape[0]))
+    losses, grads, metrics = per_example_losses_and_grads(state, batch, loss_fn, rng, rng_streams)
     clipped, _ = clip_per_example(grads, plan.clip, mask)
     expected = plan.sampling_probability * plan.num_examples
     noisy = noised_mean(clipped, keys["dp_noise"], plan.clip, plan.noise_multiplier, expected)

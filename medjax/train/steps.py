@@ -66,6 +66,13 @@ def apply_update(state: TrainState, loss: jax.Array, grads: Any, task_metrics: M
     return new_state, metrics
 
 
+def step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array, loss_fn: LossFn,
+         rng_streams: tuple[str, ...] = ("dropout",)) -> tuple[TrainState, dict[str, Any]]:
+    """`train_step` unjitted: what an ensemble maps over its members."""
+    loss, grads, task_metrics, collections = loss_and_grads(state, batch, rng, loss_fn, rng_streams)
+    return apply_update(state, loss, grads, task_metrics, collections, jnp.sum(batch["example_mask"]))
+
+
 @functools.partial(jax.jit, static_argnames=("loss_fn", "rng_streams"), donate_argnames=("state",))
 def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array, loss_fn: LossFn,
                rng_streams: tuple[str, ...] = ("dropout",)) -> tuple[TrainState, dict[str, Any]]:
@@ -82,8 +89,7 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
       ``(new_state, metrics)``: ``loss`` (a `Mean` over the batch's valid examples), ``grad_norm`` (before
       clipping), ``param_norm`` (after the update), ``lr`` (the rate of this step), and ``task`` (the loss's metrics).
     """
-    loss, grads, task_metrics, collections = loss_and_grads(state, batch, rng, loss_fn, rng_streams)
-    return apply_update(state, loss, grads, task_metrics, collections, jnp.sum(batch["example_mask"]))
+    return step(state, batch, rng, loss_fn, rng_streams)
 
 
 @functools.partial(jax.jit, static_argnames=("predict_fn",))
