@@ -1,4 +1,4 @@
-"""The command line: `medjax train <task> ...`, `medjax evaluate`, `medjax plot`, `medjax keywords`, `medjax bench`.
+"""The command line: `medjax train <task> ...`, `medjax predict <task>`, `medjax evaluate`, `medjax plot`, `medjax keywords`, `medjax bench`.
 
 Each task module in `medjax.tasks` provides a frozen `Config` dataclass whose fields (declared with
 `medjax.train.config.option`) are the flags of `medjax train <task>`: a field ``batch_size`` is ``--batch-size``, its
@@ -17,7 +17,7 @@ import sys
 import tomllib
 
 from medjax.errors import ConfigError, DataError, UserError
-from medjax.tasks import TASKS, task_module
+from medjax.tasks import PREDICTORS, TASKS, task_module
 
 
 class _Parser(argparse.ArgumentParser):
@@ -95,6 +95,24 @@ def _train(argv: list[str]) -> int:
     return 0
 
 
+def _predict(argv: list[str]) -> int:
+    """`medjax predict <task> --workdir W ...`: a task module's `add_predict_arguments(parser)` and `predict(args)`."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: medjax predict {{{','.join(PREDICTORS)}}} --workdir W [options]   "
+              f"(medjax predict <task> --help for options)")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in PREDICTORS:
+        raise ConfigError(None, f"expected a task that predicts new inputs ({', '.join(PREDICTORS)}), got {name!r}")
+    module = task_module(name)
+    parser = _Parser(prog=f"medjax predict {name}", description=module.predict_main.__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", required=True, help="the work folder of a `medjax train` run")
+    module.add_predict_arguments(parser)
+    module.predict_main(parser.parse_args(rest))
+    return 0
+
+
 def _workdir_command(command: str, argv: list[str]) -> int:
     parser = _Parser(prog=f"medjax {command}")
     parser.add_argument("--workdir", required=True, help="the work folder of a `medjax train` run")
@@ -112,9 +130,16 @@ def _workdir_command(command: str, argv: list[str]) -> int:
 
         evaluate_workdir(args.workdir, tuple(args.splits))
     elif command == "plot":
+        from medjax.tasks import task_of_workdir
         from medjax.train import plots
 
-        plots.plot_workdir(args.workdir)
+        written = plots.plot_workdir(args.workdir)
+        # A task may draw figures of its own (an ECG strip, a parity plot) beside the generic ones.
+        name = task_of_workdir(args.workdir)
+        module = task_module(name) if name else None
+        written += module.plot_workdir(args.workdir) if hasattr(module, "plot_workdir") else []
+        for path in written:
+            print(path)
     else:
         from medjax.explain import keywords
 
@@ -134,7 +159,8 @@ def _bench(argv: list[str]) -> int:
 
 
 COMMANDS = {
-    "train": "train a model: medjax train {medmnist,ner,textclf} --workdir W [--config run.toml] [options]",
+    "train": "train a model: medjax train {ecg,medmnist,molecules,ner,textclf} --workdir W [--config run.toml] [options]",
+    "predict": "label new inputs with a trained run: medjax predict {ecg,molecules} --workdir W [options]",
     "evaluate": "reload a run's best checkpoint and score its test split: medjax evaluate --workdir W",
     "plot": "draw learning curves, ROC curves and confusion matrix as PNG: medjax plot --workdir W",
     "keywords": "rank a document's tokens with a trained attention classifier: medjax keywords --workdir W TEXT",
@@ -156,6 +182,8 @@ def _run(argv: list[str]) -> int:
         return _train(rest)
     if command == "bench":
         return _bench(rest)
+    if command == "predict":
+        return _predict(rest)
     return _workdir_command(command, rest)
 
 

@@ -1,7 +1,8 @@
 """Tasks: each module supplies data, a model, a loss and metrics to the one loop (`medjax.train.loop`).
 
 A task module provides `Config` (a frozen dataclass extending `medjax.train.config.TrainConfig`) and
-`build_task(config) -> medjax.train.task.Task`.
+`build_task(config) -> medjax.train.task.Task`. A task that labels new inputs (`medjax predict <task>`) also provides
+`add_predict_arguments(parser)` (its flags beside ``--workdir``) and `predict_main(args)`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import pathlib
 from medjax.errors import ConfigError, DataError, UserError
 
 # Task name on the command line -> module. Imported lazily so `medjax --help` stays fast.
-TASKS = {"medmnist": "medjax.tasks.medmnist", "ner": "medjax.tasks.ner", "textclf": "medjax.tasks.textclf"}
+TASKS = {"medmnist": "medjax.tasks.medmnist", "ner": "medjax.tasks.ner", "textclf": "medjax.tasks.textclf",
+         "ecg": "medjax.tasks.ecg", "molecules": "medjax.tasks.molecules"}
+# The tasks whose module has `add_predict_arguments` and `predict_main` (`medjax predict <task>`).
+PREDICTORS = ("ecg", "molecules")
 
 
 def task_module(name: str):
@@ -42,6 +46,14 @@ def load_workdir(workdir: str | pathlib.Path):
     fields["workdir"] = str(workdir)
     config = from_mapping(module.Config, fields, str(path), saved=True)
     return module.build_task(config), config
+
+
+def task_of_workdir(workdir: str | pathlib.Path) -> str | None:
+    """The task name a run's ``config.json`` records, or None when it cannot be read."""
+    try:
+        return json.loads((pathlib.Path(workdir) / "config.json").read_text())["task"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def evaluate_workdir(workdir: str | pathlib.Path, splits: tuple[str, ...] = ("test",)) -> dict:

@@ -1,0 +1,311 @@
+"""ECG beat classification (MIT-BIH): a 1-D CNN, a BiLSTM or a transformer over each beat and its RR intervals.
+
+`medjax train ecg --data-dir D` reads a folder of records (the shared `.npz` copy, or WFDB ``.hea``/``.dat``/``.atr``),
+cuts a window around every annotated beat, and splits by record: de Chazal et al.'s DS1 trains and DS2 tests, with
+``--val-records`` (default 108 and 116) held out of DS1 for model selection; the paced records 102, 104, 107 and 217 are
+left out as AAMI EC57 says. Labels are the AAMI classes where the annotations carry beat symbols, V against non-V
+where they carry only PVC flags (``--labels auto``). The loss weights each class by its inverse frequency in train.
+Scores: per-class sensitivity (``se_<class>``), positive predictive value (``ppv_``), F1 (``f1_``) and accuracy; the
+epoch is chosen on validation V F1 (PVC labels) or macro F1 (AAMI). In the same command a linear discriminant on RR
+features and a down-sampled morphology (de Chazal et al.'s classifier family, equal priors) is scored on the same
+beats as ``baseline_*``.
+
+`medjax predict ecg --workdir W --record DIR/100` labels every beat of a record (its annotations' beats, or beats
+found by wfdb's XQRS detector when it has none) and writes ``sample,label,probability`` CSV rows.
+
+Command, expected result and runtime: see experiments/ecg/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import pathlib
+import sys
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from medjax.data import ecg
+from medjax.data.splits import ArraySplit
+from medjax.errors import ConfigError, DataError
+from medjax.nn.beat_classifiers import BeatCNN, BeatLSTM, BeatTransformer
+from medjax.train.batching import ArraySpec
+from medjax.train.config import TrainConfig, option
+from medjax.train.metrics import Mean
+from medjax.train.task import FromBatch, FromOutputs, Task
+
+MODELS = ("cnn", "lstm", "transformer")
+# Every 9th sample of the window (40 Hz) for the linear baseline: de Chazal et al. sampled the QRS and T wave sparsely.
+_BASELINE_DECIMATION = 9
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(TrainConfig):
+    workdir: str = option("runs/ecg", "where config.json, metrics.jsonl, results.json and checkpoints/ go")
+    data_dir: str = option("../shared/data/mitdb-pvc-12", "a folder of ECG records: mitdb_<rec>.npz files, or WFDB "
+                                                          "records (<rec>.hea, its signal file, <rec>.atr)")
+    labels: str = option("auto", "aami (N, S, V, F, Q from beat symbols), pvc (V against non-V), or auto: aami where "
+                                 "the records carry beat symbols", choices=("auto", "aami", "pvc"))
+    exclude_records: tuple[str, ...] = option(ecg.PACED, "records left out (AAMI EC57 excludes the paced ones)")
+    val_records: tuple[str, ...] = option(("108", "116"), "DS1 records held out of training for model selection")
+    split_seed: int = option(0, "seeds the 60/20/20 split by record of a database that is not MIT-BIH", minimum=0)
+    rate: float = option(360.0, "the windows' sampling rate in Hz (records at other rates are resampled)", above=0.0)
+    before: float = option(0.25, "window start, seconds before the R peak", above=0.0)
+    after: float = option(0.45, "window end, seconds after the R peak", above=0.0)
+    baseline_filter: bool = option(True, "remove baseline wander (200 ms and 600 ms median filters) first")
+    model: str = option("cnn", "cnn (conv1d blocks), lstm (BiLSTM) or transformer (attention over patches)",
+                        choices=MODELS)
+    hidden: int = option(64, "the head's width; the LSTM's state size per direction", minimum=1)
+    num_layers: int = option(1, "LSTM layers or transformer blocks", minimum=1)
+    width: int = option(32, "transformer: model width", minimum=1)
+    num_heads: int = option(4, "transformer: attention heads", minimum=1)
+    patch: int = option(12, "transformer: samples per patch token", minimum=1)
+    dropout: float = option(0.3, "dropout before the last layer (and inside the LSTM stack / encoder)", minimum=0.0)
+    class_weights: bool = option(True, "weight the loss by inverse class frequency in train")
+    baseline: bool = option(True, "also fit and score the linear-discriminant baseline")
+    limit: int = option(0, "keep at most this many beats per record (0: all); for smoke runs", minimum=0)
+    epochs: int = option(15, "passes over the training split", minimum=1)
+    batch_size: int = option(128, "beats per training step, split over all local devices", minimum=1)
+    eval_batch_size: int = option(512, "beats per evaluation step", minimum=1)
+    optimizer: str = option("adamw", "the optimizer", choices=("adam", "adamw", "sgd"))
+    lr: float = option(1e-3, "peak learning rate", above=0.0)
+    weight_decay: float = option(1e-4, "decoupled weight decay (adamw) or L2 (adam, sgd)", minimum=0.0)
+    schedule: str = option("cosine", "the learning-rate schedule", choices=("constant", "cosine", "multistep"))
+    clip_norm: float = option(1.0, "clip gradients to this global norm; 0 turns clipping off", minimum=0.0)
+
+
+def smoke_config(**overrides: Any) -> Config:
+    """A seconds-long run of the same pipeline: 300 beats per record, a small CNN, one epoch."""
+    return Config(**{"limit": 300, "epochs": 1, "hidden": 16, "progress": False, **overrides})
+
+
+@dataclasses.dataclass(frozen=True)
+class BeatSet:
+    """The beats of a data set, split by record: ``arrays[split]`` holds window, rr, label, record and sample."""
+
+    records: list[ecg.Record]
+    parts: dict[str, tuple[str, ...]]
+    arrays: dict[str, dict[str, np.ndarray]]
+    class_names: tuple[str, ...]
+
+
+def record_arrays(record: ecg.Record, index: int, config: Config, scheme: str | None) -> dict[str, np.ndarray]:
+    """One record's beats as batch arrays (``label`` only when ``scheme`` names the labels)."""
+    beats = ecg.cut_beats(record, config.rate, config.before, config.after, config.baseline_filter)
+    arrays = {"window": beats.windows, "rr": beats.rr, "record": np.full(len(beats.sample), index, np.int32),
+              "sample": beats.sample.astype(np.int32)}
+    if scheme:
+        arrays["label"] = ecg.beat_labels(record, scheme)[beats.kept]
+    if config.limit:
+        arrays = {key: value[: config.limit] for key, value in arrays.items()}
+    return arrays
+
+
+def load_beats(config: Config) -> BeatSet:
+    """Reads the records, splits them by record and cuts the beats, as `build_task` does."""
+    records = [r for r in ecg.read_folder(config.data_dir) if r.name not in config.exclude_records]
+    if len(records) < 3:
+        raise DataError(config.data_dir, f"expected at least 3 records after excluding "
+                                         f"{', '.join(config.exclude_records)} (one per split), got {len(records)}")
+    scheme = config.labels
+    if scheme == "auto":
+        scheme = "aami" if all(r.symbols is not None for r in records) else "pvc"
+    parts = ecg.split_records([r.name for r in records], config.val_records, config.split_seed)
+    per_record = {r.name: record_arrays(r, i, config, scheme) for i, r in enumerate(records)}
+    arrays = {split: {key: np.concatenate([per_record[n][key] for n in names]) for key in per_record[names[0]]}
+              for split, names in parts.items()}
+    names = ecg.AAMI_CLASSES if scheme == "aami" else ecg.PVC_CLASSES
+    return BeatSet(records, parts, arrays, names)
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """f32[classes]: ``n / (classes present · count_k)``, 0 for a class absent from train."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.where(present, labels.size / (present.sum() * np.maximum(counts, 1)), 0.0)
+    return weights.astype(np.float32)
+
+
+def loss(logits: jax.Array, batch, weights: tuple[float, ...]):
+    """Class-weighted mean cross-entropy over the valid beats: Σ w_y·CE / Σ w_y."""
+    labels, valid = batch["label"], batch["example_mask"]
+    w = jnp.asarray(weights, jnp.float32)[labels] * valid
+    per_beat = -jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), labels[:, None], axis=-1)[:, 0]
+    value = jnp.sum(w * per_beat) / jnp.maximum(jnp.sum(w), 1e-12)
+    return value, {"accuracy": Mean.of(jnp.argmax(logits, -1) == labels, where=valid)}
+
+
+def predict(logits: jax.Array, batch) -> dict[str, jax.Array]:
+    probabilities = jax.nn.softmax(logits, axis=-1)
+    out = {"scores": probabilities, "pred": jnp.argmax(logits, -1).astype(jnp.int32), "record": batch["record"],
+           "sample": batch["sample"]}
+    if "label" in batch:
+        out["labels"] = batch["label"]
+    return out
+
+
+def beat_scores(labels: np.ndarray, pred: np.ndarray, class_names: tuple[str, ...]) -> dict[str, float]:
+    """Accuracy, macro F1 over the classes present, and per class ``se_``, ``ppv_``, ``f1_`` (scikit-learn)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    k = len(class_names)
+    ppv, se, f1, support = precision_recall_fscore_support(labels, pred, labels=range(k), zero_division=0)
+    scores = {"accuracy": float(np.mean(labels == pred)), "macro_f1": float(np.mean(f1[support > 0]))}
+    for i, name in enumerate(class_names):
+        scores |= {f"se_{name}": float(se[i]), f"ppv_{name}": float(ppv[i]), f"f1_{name}": float(f1[i])}
+    return scores
+
+
+def fit_baseline(arrays: dict[str, np.ndarray], num_classes: int):
+    """Linear discriminant analysis on [RR features, the window every 9th sample] with equal class priors."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    present = np.unique(arrays["label"])
+    model = LinearDiscriminantAnalysis(priors=np.full(present.size, 1.0 / present.size))
+    return model.fit(baseline_features(arrays), arrays["label"])
+
+
+def baseline_features(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    return np.concatenate([arrays["rr"], arrays["window"][:, ::_BASELINE_DECIMATION]], axis=1)
+
+
+def build_model(config: Config, num_classes: int):
+    if config.model == "cnn":
+        module = BeatCNN(num_classes, hidden=config.hidden, dropout=config.dropout)
+    elif config.model == "lstm":
+        module = BeatLSTM(num_classes, config.hidden, config.num_layers, dropout=config.dropout)
+    else:
+        module = BeatTransformer(num_classes, config.width, config.patch, config.num_layers, config.num_heads,
+                                 2 * config.width, config.dropout)
+    return FromBatch(module, ("window", "rr"))
+
+
+def build_task(config: Config) -> Task:
+    """Reads the records, splits them by record, cuts the beats and assembles the task."""
+    data = load_beats(config)
+    if config.model == "transformer" and data.arrays["train"]["window"].shape[1] < config.patch:
+        raise ConfigError("--patch", f"expected at most the window's {data.arrays['train']['window'].shape[1]} "
+                                     f"samples, got {config.patch}")
+    k = len(data.class_names)
+    train_labels = data.arrays["train"]["label"]
+    weights = class_weights(train_labels, k) if config.class_weights else np.ones(k, np.float32)
+
+    @functools.cache
+    def baseline():
+        fitted = fit_baseline(data.arrays["train"], k)
+        print("linear-discriminant baseline fitted on RR + morphology", file=sys.stderr, flush=True)
+        return fitted
+
+    def score(predictions) -> dict[str, float]:
+        labels, pred = np.asarray(predictions["labels"]), np.asarray(predictions["pred"])
+        scores = beat_scores(labels, pred, data.class_names)
+        if config.baseline:
+            split = next(s for s, a in data.arrays.items() if len(a["sample"]) == len(labels)
+                         and np.array_equal(a["sample"], predictions["sample"])
+                         and np.array_equal(a["record"], predictions["record"]))
+            base = baseline().predict(baseline_features(data.arrays[split]))
+            scores |= {f"baseline_{key}": value for key, value in beat_scores(labels, base, data.class_names).items()}
+        return scores
+
+    counts = {split: np.bincount(a["label"], minlength=k).tolist() for split, a in data.arrays.items()}
+    return Task(
+        name="ecg",
+        model=build_model(config, k),
+        splits={split: ArraySplit(arrays) for split, arrays in data.arrays.items()},
+        loss=functools.partial(loss, weights=tuple(float(w) for w in weights)),
+        predict=FromOutputs(predict),
+        score=score,
+        select_metric="f1_V" if data.class_names == ecg.PVC_CLASSES else "macro_f1",
+        describe={"records": {split: list(names) for split, names in data.parts.items()},
+                  "record_names": [r.name for r in data.records], "class_counts": counts,
+                  "class_weights": weights.tolist(), "window_samples": int(data.arrays["train"]["window"].shape[1])},
+        class_names=data.class_names,
+        batch_spec={"window": ArraySpec("f", rank=2), "rr": ArraySpec("f", rank=2, low=0.0),
+                    "label": ArraySpec("i", rank=1, low=0, high=k)},
+    )
+
+
+def plot_workdir(workdir: str | pathlib.Path) -> list[pathlib.Path]:
+    """`medjax plot`'s ECG figure: ten seconds of the test record with the most V beats, where the most V beats are,
+    with the true label above each beat and the predicted one below (red where they differ): ``ecg_strip.png``."""
+    from matplotlib.figure import Figure
+
+    from medjax.tasks import load_workdir
+
+    workdir = pathlib.Path(workdir)
+    path = workdir / "predictions_test.npz"
+    if not path.is_file():
+        return []
+    with np.load(path) as saved:
+        predictions = dict(saved)
+    task, config = load_workdir(workdir)
+    names, records = task.class_names, ecg.read_folder(config.data_dir)
+    kept = [r for r in records if r.name not in config.exclude_records]
+    v = names.index("V")
+    counts = np.bincount(predictions["record"], weights=predictions["labels"] == v, minlength=len(kept))
+    chosen = int(np.argmax(counts))
+    record = kept[chosen]
+    rows = np.flatnonzero(predictions["record"] == chosen)
+    samples, span = predictions["sample"][rows], int(10 * record.fs)
+    # The ten seconds holding the most true V beats.
+    is_v = predictions["labels"][rows] == v
+    start = int(samples[np.argmax([np.sum(is_v & (samples >= s) & (samples < s + span)) for s in samples])])
+    start = max(start - int(record.fs), 0)
+    inside = rows[(samples >= start) & (samples < start + span)]
+    figure = Figure(figsize=(14, 3.5), layout="constrained")
+    axes = figure.subplots()
+    t = np.arange(start, min(start + span, record.signal.size))
+    axes.plot(t / record.fs, record.signal[t], color="black", linewidth=0.7)
+    top, bottom = record.signal[t].max(), record.signal[t].min()
+    for row in inside:
+        x, truth, guess = predictions["sample"][row] / record.fs, names[predictions["labels"][row]], \
+            names[predictions["pred"][row]]
+        axes.text(x, top + 0.15, truth, ha="center", fontsize="small")
+        axes.text(x, bottom - 0.35, guess, ha="center", fontsize="small", color="red" if truth != guess else "blue")
+    axes.set(xlabel="time (s)", ylabel="mV", ylim=(bottom - 0.6, top + 0.5),
+             title=f"record {record.name}: true labels above, predicted below (red: wrong); model {config.model}")
+    out = workdir / "ecg_strip.png"
+    figure.savefig(out, dpi=100)
+    return [out]
+
+
+def add_predict_arguments(parser) -> None:
+    parser.add_argument("--record", required=True, help="a record: WFDB path without extension (DIR/100) or its "
+                                                        ".hea, or an .npz of the shared copy")
+    parser.add_argument("--output", help="the CSV to write (default: standard output)")
+
+
+def predict_main(args) -> None:
+    """Labels every beat of one record with a trained run's best checkpoint: CSV rows ``sample,label,probability``
+    (and ``true_label`` where the record's annotations carry labels)."""
+    from medjax.tasks import load_workdir
+    from medjax.train import loop
+    from medjax.train.sharding import make_mesh
+
+    task, config = load_workdir(args.workdir)
+    state, _ = loop.restore_best(task, config)
+    record = ecg.read_record(args.record, detect_missing_annotations=True)
+    scheme = "pvc" if task.class_names == ecg.PVC_CLASSES else "aami"
+    annotated = record.symbols is not None or (scheme == "pvc" and record.annotated)
+    arrays = record_arrays(record, 0, dataclasses.replace(config, limit=0), scheme if annotated else None)
+    spec = {key: value for key, value in task.batch_spec.items() if key in arrays}
+    new = dataclasses.replace(task, splits={**task.splits, "test": ArraySplit(arrays)}, batch_spec=spec)
+    predictions = loop.predict_split(state, new, "test", config.eval_batch_size, make_mesh(config.num_devices))
+    names = task.class_names
+    out = open(args.output, "w", newline="") if args.output else sys.stdout
+    try:
+        writer = csv.writer(out)
+        writer.writerow(["sample", "label", "probability"] + (["true_label"] if annotated else []))
+        for i, (sample, pred) in enumerate(zip(predictions["sample"], predictions["pred"])):
+            row = [int(sample), names[pred], f"{predictions['scores'][i, pred]:.4f}"]
+            writer.writerow(row + ([names[predictions["labels"][i]]] if annotated else []))
+    finally:
+        if args.output:
+            out.close()
+    if args.output:
+        print(f"{len(predictions['sample'])} beats of {record.name} labelled: {pathlib.Path(args.output)}",
+              file=sys.stderr)
