@@ -286,9 +286,9 @@ def predict_main(args) -> None:
     from medjax.train import loop
     from medjax.train.sharding import make_mesh
 
+    record = ecg.read_record(args.record, detect_missing_annotations=True)  # the user's file first: fail fast
     task, config = load_workdir(args.workdir)
     state, _ = loop.restore_best(task, config)
-    record = ecg.read_record(args.record, detect_missing_annotations=True)
     scheme = "pvc" if task.class_names == ecg.PVC_CLASSES else "aami"
     annotated = record.symbols is not None or (scheme == "pvc" and record.annotated)
     arrays = record_arrays(record, 0, dataclasses.replace(config, limit=0), scheme if annotated else None)

@@ -11,8 +11,11 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 
-from cli_data import breastmnist
+
+import wfdb
+from cli_data import breastmnist, ecg_record
 
 CONLL = "Breast\tB-Disease\ncancer\tI-Disease\nis\tO\ncommon\tO\n\nIt\tO\nkills\tO\n"
 ABSTRACTS_HEADER = "condition_label,medical_abstract\n"
@@ -60,6 +63,18 @@ def cases(tmp):
     unclosed = abstracts_corpus(tmp / "unclosed", ABSTRACTS_HEADER + '1,fine\n2,"never closed\n')
     text = ["train", "textclf", "--epochs", "1", "--no-progress", "--workdir", str(tmp / "textrun")]
 
+    truncated_dat, _, _, _ = ecg_record(tmp / "ecg-truncated", seconds=20.0)
+    dat = truncated_dat.with_suffix(".dat")
+    dat.write_bytes(dat.read_bytes()[:999])
+    foreign, _, beats, _ = ecg_record(tmp / "ecg-foreign", seconds=20.0)
+    wfdb.wrann("900", "atr", beats[:-1] + 144, symbol=["N"] * (beats.size - 1), write_dir=str(foreign.parent))
+    pvc_only = tmp / "ecg-npz"
+    pvc_only.mkdir()
+    for name in ("100", "105", "106"):
+        np.savez(pvc_only / f"mitdb_{name}.npz", ecg_adu=np.zeros(3600, np.int16), adu_per_mv=200.0, fs=360,
+                 r_peaks=np.arange(100, 3500, 300), is_pvc=np.zeros(12, np.uint8))
+    ecg_train = ["train", "ecg", "--epochs", "1", "--no-progress", "--workdir", str(tmp / "ecgrun")]
+
     unknown_key = tmp / "unknown.toml"
     unknown_key.write_text('model = "cnn"\nlearning_rate = 0.1\n')
     broken_toml = tmp / "broken.toml"
@@ -89,7 +104,17 @@ def cases(tmp):
         ("wrong folder for the task", [*text, "--data-dir", str(three_columns)], f"{three_columns}/medical_tc_"),
         ("TOML with an unknown option", [*image, "--config", str(unknown_key)], f"{unknown_key}: expected options"),
         ("TOML that does not parse", [*image, "--config", str(broken_toml)], f"{broken_toml}: expected TOML"),
-        ("unknown task", ["train", "xray"], "expected a task among medmnist, ner, textclf"),
+        ("truncated WFDB signal file", [*ecg_train, "--data-dir", str(truncated_dat.parent)],
+         f"{truncated_dat}.hea: expected the signal file to hold"),
+        ("annotations of another record", [*ecg_train, "--data-dir", str(foreign.parent)],
+         f"{foreign}.atr: expected beat annotations on this signal's QRS"),
+        ("AAMI labels from PVC flags", [*ecg_train, "--data-dir", str(pvc_only), "--labels", "aami"],
+         f"{pvc_only}/mitdb_100.npz: expected MIT-BIH beat symbols"),
+        ("predict a record without .hea", ["predict", "ecg", "--workdir", str(not_a_run), "--record",
+                                           str(tmp / "nowhere" / "100")], f"{tmp}/nowhere/100.hea: expected"),
+        ("predict with a folder that is no run", ["predict", "ecg", "--workdir", str(not_a_run), "--record",
+                                                  str(pvc_only / "mitdb_100.npz")], f"{not_a_run}: expected"),
+        ("unknown task", ["train", "xray"], "expected a task among ecg, medmnist, molecules, ner, textclf"),
         ("evaluate a folder that is no run", ["evaluate", "--workdir", str(not_a_run)], f"{not_a_run}: expected"),
         ("evaluate a damaged config.json", ["evaluate", "--workdir", str(corrupt_run)], f"{corrupt_run}/config.json"),
     ]
@@ -116,7 +141,7 @@ def test_each_user_mistake_is_one_line_naming_its_place_and_exit_status_2(tmp_pa
             failures.append(f"{name}: exit {result.returncode}, stderr {result.stderr[-600:]!r}")
     assert not failures, "\n".join(failures)
     # A failed run leaves nothing that a later good run would trip on: no checkpoint, no results.
-    for run in ("run", "nerrun", "textrun"):
+    for run in ("run", "nerrun", "textrun", "ecgrun"):
         assert not (tmp_path / run / "checkpoints").exists() and not (tmp_path / run / "results.json").exists()
 
 
