@@ -11,7 +11,10 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
 
-@pytest.mark.parametrize("name", ["medmnist", "ner", "textclf"])
+STUDIES = ["medmnist", "ner", "textclf", "ecg"]
+
+
+@pytest.mark.parametrize("name", STUDIES)
 def test_headline_figures_come_from_the_committed_runs(name):
     lines = study.headlines(name)
     found = study.runs(study.load_study(name))
@@ -29,7 +32,7 @@ def test_headline_figures_come_from_the_committed_runs(name):
 
 def test_every_figure_in_the_readme_results_table_is_a_headline():
     table = README.split("## Results on real data", 1)[1].split("\n## ", 1)[0]
-    quoted = {figure for name in ("medmnist", "ner", "textclf") for figure in study.headlines(name).values()}
+    quoted = {figure for name in STUDIES for figure in study.headlines(name).values()}
     rows = [row for row in table.splitlines() if row.startswith("| ") and not row.startswith("| study")]
     for row in rows:
         medjax_cell = row.split("|")[2].strip()
