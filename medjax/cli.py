@@ -113,6 +113,16 @@ def _predict(argv: list[str]) -> int:
     return 0
 
 
+def _recommend(argv: list[str]) -> int:
+    """`medjax recommend --workdir W --person-id P`: the treatment task's top-k drugs for one patient."""
+    module = task_module("treatment")
+    parser = _Parser(prog="medjax recommend", description=module.recommend_main.__doc__)
+    parser.add_argument("--workdir", required=True, help="the work folder of a `medjax train treatment` run")
+    module.add_recommend_arguments(parser)
+    module.recommend_main(parser.parse_args(argv))
+    return 0
+
+
 def _workdir_command(command: str, argv: list[str]) -> int:
     parser = _Parser(prog=f"medjax {command}")
     parser.add_argument("--workdir", required=True, help="the work folder of a `medjax train` run")
@@ -159,8 +169,9 @@ def _bench(argv: list[str]) -> int:
 
 
 COMMANDS = {
-    "train": "train a model: medjax train {ecg,medmnist,molecules,ner,textclf} --workdir W [--config run.toml] [options]",
+    "train": "train a model: medjax train {ecg,medmnist,molecules,ner,textclf,treatment} --workdir W [--config run.toml] [options]",
     "predict": "label new inputs with a trained run: medjax predict {ecg,molecules} --workdir W [options]",
+    "recommend": "rank drugs for one patient of an OMOP database: medjax recommend --workdir W --person-id P",
     "evaluate": "reload a run's best checkpoint and score its test split: medjax evaluate --workdir W",
     "plot": "draw learning curves, ROC curves and confusion matrix as PNG: medjax plot --workdir W",
     "keywords": "rank a document's tokens with a trained attention classifier: medjax keywords --workdir W TEXT",
@@ -184,6 +195,8 @@ def _run(argv: list[str]) -> int:
         return _bench(rest)
     if command == "predict":
         return _predict(rest)
+    if command == "recommend":
+        return _recommend(rest)
     return _workdir_command(command, rest)
 
 
