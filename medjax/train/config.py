@@ -142,6 +142,8 @@ class TrainConfig:
     num_devices: int = option(0, "data-parallel over this many local devices (0: all of them)", minimum=0)
     log_every: int = option(50, "print a progress line every this many steps (0: never)", minimum=0)
     progress: bool = option(True, "show a progress bar")
+    tensorboard: bool = option(True, "write TensorBoard event files in <workdir>/tensorboard/ (tensorboardX)",
+                               missing=False)
     ensemble: int = option(1, "train this many members (seeds seed, seed+1, ...) in one compiled step on the same "
                               "batches; the ensemble's mean probabilities are scored and selected on", minimum=1)
     data_seed: int | None = option(None, "seeds the data order (unset: --seed); an ensemble's member i is the run "
@@ -157,7 +159,7 @@ class TrainConfig:
 
 # Fields a resumed run may change: where the files go, what is printed, and the device count (a preempted job may
 # resume on another machine; the numbers then agree to float rounding rather than bit for bit).
-RESUMABLE_CHANGES = frozenset({"workdir", "log_every", "progress", "num_devices"})
+RESUMABLE_CHANGES = frozenset({"workdir", "log_every", "progress", "num_devices", "tensorboard"})
 
 
 def from_mapping(cls, values: Mapping[str, Any], source: str, *, saved: bool = False):

@@ -43,6 +43,7 @@ from medjax.train.checkpoint import RunCheckpoints
 from medjax.train.config import RESUMABLE_CHANGES, TrainConfig, as_json, from_mapping
 from medjax.train.progress import ProgressReporter, format_metrics
 from medjax.train.state import TrainState, init_train_state
+from medjax.train.tensorboard import EventLog
 from medjax.train.task import Task
 
 
@@ -98,13 +99,14 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
             reporter.line(f"resuming {workdir} after epoch {record['epoch']} (step {record['step']})")
         _write_config(workdir, task, config, task_name)
         _truncate_history(metrics_path, record["epoch"])
+        events = EventLog(workdir / "tensorboard", record["step"]) if config.tensorboard else None
         earlier_wall = record["wall_seconds"]
         try:
             for epoch in range(record["epoch"] + 1, config.epochs + 1):
                 epoch_start = time.perf_counter()
                 reporter.start_epoch(epoch)
                 state, step, train_metrics = _train_epoch(state, rng, task, config, run, epoch, record["step"],
-                                                          reporter)
+                                                          reporter, events)
                 if run.dp:
                     train_metrics["dp_epsilon"] = run.dp.epsilon_after(step)
                 val = _score(task, predict_split(state, task, "val", config.eval_batch_size, run.mesh, run.members,
@@ -128,10 +130,21 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
                     f.flush()
                     os.fsync(f.fileno())
                 checkpoints.save(state, rng, record, is_best)
+                if events:
+                    events.scalars(step, {key: value for key, value in train_metrics.items()
+                                          if key.startswith("train_")}, "epoch")
+                    events.scalars(step, val, "val")
+                    events.flush()
                 reporter.end_epoch(line)
                 if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < config.epochs:
                     reporter.line(f"stopped after epoch {epoch} as asked; train again on {workdir} to resume")
+                    if events:
+                        events.close()
                     return None
+        except BaseException:
+            if events:
+                events.close()
+            raise
         finally:
             reporter.close()
         best_state, _, best_record = checkpoints.restore_best(state, rng)
@@ -152,6 +165,11 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
     np.savez(buffer, **_flat_arrays(saved))
     write_atomically(workdir / "predictions_test.npz", buffer.getvalue())
     # Last: a results.json is the mark of a finished run.
+    if events:
+        events.scalars(record["step"], {k.removeprefix("test_"): v for k, v in results.items()
+                                        if k.startswith("test_")}, "test")
+        events.text(record["step"], "config", "```json\n" + json.dumps(as_json(config), indent=2) + "\n```")
+        events.close()
     write_atomically(workdir / "results.json", json.dumps(results, indent=2) + "\n")
     reporter.line("results: " + format_metrics(results))
     return results
@@ -230,7 +248,7 @@ def _setup(task: Task, config: TrainConfig) -> _Run:
                 config.ensemble, how)
 
 
-def _train_epoch(state, rng, task, config, run, epoch, step, reporter):
+def _train_epoch(state, rng, task, config, run, epoch, step, reporter, events=None):
     split, mesh = task.splits["train"], run.mesh
     data_seed = config.seed if config.data_seed is None else config.data_seed
     if run.dp:
@@ -238,7 +256,7 @@ def _train_epoch(state, rng, task, config, run, epoch, step, reporter):
     else:
         batches = batching.padded_batches(split, config.batch_size, batching.epoch_order(data_seed, epoch - 1,
                                                                                           len(split)))
-    totals = _TrainTotals(epoch, reporter)
+    totals = _TrainTotals(epoch, reporter, events, config.log_every)
     in_flight = None
     for index, batch in enumerate(batches):
         batching.check_batch(batch, task.batch_spec, f"train batch {index} of epoch {epoch}")
@@ -263,8 +281,9 @@ def _train_epoch(state, rng, task, config, run, epoch, step, reporter):
 class _TrainTotals:
     """Host-side sums of one epoch's step metrics; stops the run at the first non-finite loss or gradient norm."""
 
-    def __init__(self, epoch: int, reporter: ProgressReporter):
+    def __init__(self, epoch: int, reporter: ProgressReporter, events: EventLog | None = None, log_every: int = 0):
         self.epoch, self.reporter = epoch, reporter
+        self.events, self.log_every = events, log_every
         self.steps = 0
         self.grad_norm_sum = 0.0
         self.sums: dict[str, metrics.Mean] | None = None
@@ -283,6 +302,9 @@ class _TrainTotals:
         self.sums = metrics.merge(self.sums, {"loss": step_metrics["loss"], **step_metrics["task"]})
         self.last = {"lr": float(step_metrics["lr"]), "param_norm": float(step_metrics["param_norm"])}
         self.reporter.step(step, loss, self.last["lr"])
+        if self.events and self.log_every and step % self.log_every == 0:
+            self.events.scalars(step, {"loss": loss, "grad_norm": float(step_metrics["grad_norm"]), **self.last},
+                                "train")
 
     def summary(self) -> dict[str, float]:
         """The epoch's ``train_<metric>`` (each its exact total over its count), mean gradient norm, last lr."""
