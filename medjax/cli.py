@@ -123,6 +123,47 @@ def _recommend(argv: list[str]) -> int:
     return 0
 
 
+def _plot_all(workdir: str) -> list:
+    """The generic figures of a run and those its task draws (an ECG strip, a parity plot)."""
+    from medjax.tasks import task_of_workdir
+    from medjax.train import plots
+
+    written = plots.plot_workdir(workdir)
+    name = task_of_workdir(workdir)
+    module = task_module(name) if name in TASKS else None
+    return written + (module.plot_workdir(workdir) if hasattr(module, "plot_workdir") else [])
+
+
+def _report(argv: list[str]) -> int:
+    """`medjax report --workdir W [--html]`: the run's results as text, or as one self-contained HTML page."""
+    import json
+    import pathlib
+
+    from medjax.tasks import task_of_workdir
+    from medjax.train.html_report import write_report
+    from medjax.train.progress import format_metrics
+
+    parser = _Parser(prog="medjax report")
+    parser.add_argument("--workdir", required=True, help="the work folder of a `medjax train` run")
+    parser.add_argument("--html", action="store_true", help="write <workdir>/report.html: config, results beside "
+                                                            "the published row, figures; self-contained")
+    args = parser.parse_args(argv)
+    workdir = pathlib.Path(args.workdir)
+    name = task_of_workdir(workdir)
+    if name is None:
+        raise UserError(workdir, "expected the work folder of a `medjax train` run, found no readable config.json")
+    if args.html:
+        module = task_module(name) if name in TASKS else None
+        config = json.loads((workdir / "config.json").read_text()).get("config", {})
+        published = module.published_rows(config) if hasattr(module, "published_rows") else []
+        print(write_report(workdir, published, draw=lambda folder: _plot_all(str(folder))))
+    elif (workdir / "results.json").is_file():
+        print(format_metrics(json.loads((workdir / "results.json").read_text())))
+    else:
+        print(f"{workdir}: unfinished (no results.json yet)")
+    return 0
+
+
 def _workdir_command(command: str, argv: list[str]) -> int:
     parser = _Parser(prog=f"medjax {command}")
     parser.add_argument("--workdir", required=True, help="the work folder of a `medjax train` run")
@@ -140,15 +181,7 @@ def _workdir_command(command: str, argv: list[str]) -> int:
 
         evaluate_workdir(args.workdir, tuple(args.splits))
     elif command == "plot":
-        from medjax.tasks import task_of_workdir
-        from medjax.train import plots
-
-        written = plots.plot_workdir(args.workdir)
-        # A task may draw figures of its own (an ECG strip, a parity plot) beside the generic ones.
-        name = task_of_workdir(args.workdir)
-        module = task_module(name) if name else None
-        written += module.plot_workdir(args.workdir) if hasattr(module, "plot_workdir") else []
-        for path in written:
+        for path in _plot_all(args.workdir):
             print(path)
     else:
         from medjax.explain import keywords
@@ -172,6 +205,7 @@ COMMANDS = {
     "train": "train a model: medjax train {ecg,medmnist,molecules,ner,textclf,treatment} --workdir W [--config run.toml] [options]",
     "predict": "label new inputs with a trained run: medjax predict {ecg,molecules} --workdir W [options]",
     "recommend": "rank drugs for one patient of an OMOP database: medjax recommend --workdir W --person-id P",
+    "report": "a run's results; --html: one self-contained page with figures: medjax report --workdir W --html",
     "evaluate": "reload a run's best checkpoint and score its test split: medjax evaluate --workdir W",
     "plot": "draw learning curves, ROC curves and confusion matrix as PNG: medjax plot --workdir W",
     "keywords": "rank a document's tokens with a trained attention classifier: medjax keywords --workdir W TEXT",
@@ -197,6 +231,8 @@ def _run(argv: list[str]) -> int:
         return _predict(rest)
     if command == "recommend":
         return _recommend(rest)
+    if command == "report":
+        return _report(rest)
     return _workdir_command(command, rest)
 
 

@@ -95,6 +95,13 @@ class Config(TrainConfig):
 CASES = ("<pad>", "lower", "upper", "title", "mixed", "digits", "has_digit", "other")
 
 
+def published_rows(config: dict) -> list[dict]:
+    """The published row beside which `medjax report --html` shows an NCBI-disease run."""
+    if "ncbi" not in str(config.get("data_dir", "")):
+        return []
+    return [{"label": "BiLSTM-CRF, Crichton et al. 2017", "test_f1": 0.804}]
+
+
 def case_pattern(token: str) -> int:
     """The `CASES` id of a token: ``"cancer"`` lower, ``"BRCA"`` upper, ``"Breast"`` title, ``"mRNA"`` mixed, ..."""
     if token.isdigit():

@@ -1,0 +1,137 @@
+"""`medjax report --workdir W --html`: one self-contained ``report.html`` of a run, to open on a phone or a laptop.
+
+The page holds the run's config, its results (validation at the best epoch and test) beside the published row where
+the task names one (``PUBLISHED`` in its module), every figure the run has (learning curves, ROC, confusion matrix,
+the task's own such as the ECG strip; drawn first if missing) and explanation images under ``<workdir>/explain/``.
+Everything is inline: CSS in a ``<style>`` element, images as ``data:`` URIs, no script and no network. A run without
+``results.json`` yet gets a page that says it is unfinished (how many epochs are done) instead of an error.
+
+Each figure cell carries ``data-key`` (the results.json key) so that a test can hold the page to the file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import pathlib
+from typing import Any, Callable, Sequence
+
+from medjax.errors import UserError
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:62rem;padding:1rem;
+line-height:1.45;color:#1b1b1b}
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
+.scroll{overflow-x:auto}table{border-collapse:collapse;font-size:.9rem}
+td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}
+figure{margin:1rem 0}img{max-width:100%;height:auto;border:1px solid #eee}figcaption{font-size:.85rem;color:#555}
+.status{padding:.5rem .75rem;border-radius:.3rem;background:#eef6ee}.status.unfinished{background:#fff4e0}
+"""
+
+
+def _load_json(path: pathlib.Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(path, f"expected a run's JSON file, got unreadable contents ({err})") from None
+
+
+def _table(header: Sequence[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(row) + "</tr>" for row in rows)
+    return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'
+
+
+def _number(value: Any, key: str = "") -> str:
+    attribute = f' data-key="{html.escape(key)}"' if key else ""
+    text = f"{value:.4f}" if isinstance(value, float) else html.escape(str(value))
+    return f'<td class="num"{attribute}>{text}</td>'
+
+
+def results_rows(results: dict[str, Any], published: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Rows ``metric | val | test | published...``: one per metric that results.json holds for val or test."""
+    metrics = []
+    for key in results:
+        for split in ("val_", "test_"):
+            if key.startswith(split) and key[len(split):] not in metrics:
+                metrics.append(key[len(split):])
+    header = ["metric", "validation (best epoch)", "test", *[row["label"] for row in published]]
+    rows = []
+    for metric in metrics:
+        cells = [f"<td>{html.escape(metric)}</td>"]
+        for split in ("val", "test"):
+            key = f"{split}_{metric}"
+            cells.append(_number(results[key], key) if isinstance(results.get(key), (int, float)) else "<td></td>")
+        for row in published:
+            value = row.get(f"test_{metric}")
+            cells.append(_number(value) if value is not None else "<td></td>")
+        rows.append(cells)
+    return header, rows
+
+
+def _figures(workdir: pathlib.Path) -> list[pathlib.Path]:
+    pictures = sorted(workdir.glob("*.png")) + sorted((workdir / "explain").glob("*.png"))
+    return [p for p in pictures if p.stat().st_size > 0]
+
+
+def _image(path: pathlib.Path, workdir: pathlib.Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    name = html.escape(str(path.relative_to(workdir)))
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{name}" loading="lazy">'
+            f"<figcaption>{name}</figcaption></figure>")
+
+
+def write_report(workdir: str | pathlib.Path, published: Sequence[dict[str, Any]] = (),
+                 draw: Callable[[pathlib.Path], Any] | None = None) -> pathlib.Path:
+    """Writes ``<workdir>/report.html`` and returns its path.
+
+    Args:
+      workdir: a `medjax train` work folder (it must hold ``config.json``).
+      published: rows ``{"label": ..., "test_<metric>": value}`` to show beside the run's figures.
+      draw: draws the run's PNG figures into the folder when none are there yet (`medjax plot`'s work).
+
+    Raises:
+      medjax.errors.UserError: the folder is no run (no ``config.json``).
+    """
+    from medjax.train.loop import write_atomically
+
+    workdir = pathlib.Path(workdir)
+    if not (workdir / "config.json").is_file():
+        raise UserError(workdir, "expected the work folder of a `medjax train` run, found no config.json")
+    saved = _load_json(workdir / "config.json")
+    config, task = saved.get("config", {}), saved.get("task", "?")
+    results_path = workdir / "results.json"
+    results = _load_json(results_path) if results_path.is_file() else None
+    epochs_done = 0
+    if (workdir / "metrics.jsonl").is_file():
+        epochs_done = sum(1 for line in (workdir / "metrics.jsonl").read_text().splitlines() if line.strip())
+    if draw is not None and results is not None and not list(workdir.glob("*.png")):
+        draw(workdir)
+    title = f"medjax {task} run: {workdir.name}"
+    parts = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
+    if results is None:
+        parts.append(f'<p class="status unfinished" id="status">Unfinished: {epochs_done} of '
+                     f'{config.get("epochs", "?")} epochs done, no results.json yet.</p>')
+    else:
+        parts.append(f'<p class="status" id="status">Finished: best epoch {results.get("best_epoch")} of '
+                     f'{config.get("epochs", "?")}, selected on validation {html.escape(str(results.get("select_metric")))}'
+                     f', {results.get("wall_seconds", 0):.0f} s of training. medjax '
+                     f'{html.escape(str(saved.get("medjax_version", "?")))}.</p>')
+        header, rows = results_rows(results, published)
+        parts += ["<h2>Results</h2>", _table(header, rows)]
+    pictures = _figures(workdir)
+    if pictures:
+        parts += ["<h2>Figures</h2>", *(_image(p, workdir) for p in pictures)]
+    parts += ["<h2>Config</h2>", _table(["option", "value"], [[f"<td>{html.escape(k)}</td>",
+                                                             f"<td>{html.escape(json.dumps(v))}</td>"]
+                                                            for k, v in config.items()])]
+    described = saved.get("describe", {})
+    if described:
+        parts += ["<h2>Data</h2>", f"<pre>{html.escape(json.dumps(described, indent=2, default=str))}</pre>"]
+    parts.append("</body></html>\n")
+    out = workdir / "report.html"
+    write_atomically(out, "".join(parts))
+    return out
