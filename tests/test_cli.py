@@ -14,7 +14,11 @@ def test_help_lists_every_command(capsys):
     assert all(name in out for name in cli.COMMANDS)
 
 
-@pytest.mark.parametrize("argv, names", [(["frobnicate"], "train, evaluate"), (["train", "xray"], "medmnist, ner, textclf")])
+@pytest.mark.parametrize("argv, names", [
+    (["frobnicate"], "train, predict, recommend, report, evaluate"),
+    (["train", "xray"], "ecg, medmnist, molecules, ner, textclf, treatment"),
+    (["predict", "medmnist"], "ecg, molecules"),
+])
 def test_wrong_names_get_the_valid_ones_in_one_line(argv, names, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
