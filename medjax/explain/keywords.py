@@ -26,7 +26,6 @@ import pathlib
 import sys
 from typing import Any, Sequence
 
-import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -34,6 +33,8 @@ import numpy as np
 
 from medjax.data.vocab import Vocabulary, tokenize
 from medjax.errors import ConfigError, UserError
+from medjax.explain import attributions
+from medjax.explain.internals import attention_maps
 from medjax.tasks import load_workdir
 from medjax.train import loop
 
@@ -49,14 +50,13 @@ def attention_scores(classifier: nn.Module, variables, ids: jax.Array, mask: jax
     The mean over layers, heads and real queries of ``weights[layer, batch, head, query, key]``; each real query's
     weights sum to 1 over the real keys, so each document's scores sum to 1 and padded keys score 0.
     """
-    _, state = classifier.apply(variables, ids, mask, mutable=["intermediates"])
-    flat = flax.traverse_util.flatten_dict(state.get("intermediates", {}))
-    layers = [w for path, sown in flat.items() if path[-1] == "attention_weights" for w in sown]
-    if not layers:
+    try:
+        layers = attention_maps(classifier, variables, ids, mask)
+    except UserError:
         raise ValueError(
             f"{type(classifier).__name__} sows no attention weights: rank with method='gradient', or train a "
             "transformer or attention model"
-        )
+        ) from None
     weights = jnp.stack(layers)  # [layer, batch, head, query, key]
     query_weight = mask.astype(weights.dtype)
     received = jnp.einsum("lbhqk,bq->bk", weights, query_weight)
@@ -65,17 +65,16 @@ def attention_scores(classifier: nn.Module, variables, ids: jax.Array, mask: jax
 
 @functools.partial(jax.jit, static_argnums=0)
 def gradient_scores(classifier: nn.Module, variables, ids: jax.Array, mask: jax.Array) -> jax.Array:
-    """Gradient × input of the predicted class's logit: ``int[batch, time]`` -> ``f32[batch, time]`` (0 on padding)."""
+    """Gradient × input of the predicted class's logit, summed over each token's embedding:
+    ``int[batch, time]`` -> ``f32[batch, time]`` (its absolute value; 0 on padding)."""
     embeddings = classifier.apply(variables, ids, method="embed")
-    predicted = jnp.argmax(classifier.apply(variables, embeddings, mask, method="classify"), axis=-1)
 
-    def predicted_logits(e):
-        logits = classifier.apply(variables, e, mask, method="classify")
-        # Documents are independent, so the gradient of the sum gives each document's own gradient.
-        return jnp.take_along_axis(logits, predicted[:, None], axis=-1).sum()
+    def forward(e):
+        return classifier.apply(variables, e, mask, method="classify")
 
-    grads = jax.grad(predicted_logits)(embeddings)
-    return jnp.where(mask, jnp.abs(jnp.einsum("btd,btd->bt", grads, embeddings)), 0.0)
+    predicted = jnp.argmax(forward(embeddings), axis=-1)
+    contributions = attributions.gradient_x_input(forward, embeddings, predicted)
+    return jnp.where(mask, jnp.abs(contributions.sum(axis=-1)), 0.0)
 
 
 SCORERS = {"attention": attention_scores, "gradient": gradient_scores}
