@@ -164,6 +164,31 @@ def _report(argv: list[str]) -> int:
     return 0
 
 
+def _explain(argv: list[str]) -> int:
+    """`medjax explain --workdir W --index i [--method m]` or ``--limit n`` for the first n examples of a split."""
+    import numpy as np
+
+    from medjax.explain import runs
+
+    parser = _Parser(prog="medjax explain", description=runs.__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", required=True, help="the work folder of a `medjax train` run")
+    parser.add_argument("--index", type=int, help="the example of the split to explain")
+    parser.add_argument("--limit", type=int, help="explain the split's first this many examples instead")
+    parser.add_argument("--split", choices=("train", "val", "test"), default="test", help="default: test")
+    parser.add_argument("--method", choices=runs.METHODS, default="integrated_gradients",
+                        help="the attribution method (default: integrated_gradients)")
+    args = parser.parse_args(argv)
+    if (args.index is None) == (args.limit is None):
+        raise ConfigError("--index", "expected --index i or --limit n (one of them)")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError("--limit", f"expected an integer >= 1, got {args.limit}")
+    indices = np.array([args.index]) if args.index is not None else np.arange(args.limit)
+    for path in runs.explain_workdir(args.workdir, indices, args.method, args.split):
+        print(path)
+    return 0
+
+
 def _workdir_command(command: str, argv: list[str]) -> int:
     parser = _Parser(prog=f"medjax {command}")
     parser.add_argument("--workdir", required=True, help="the work folder of a `medjax train` run")
@@ -206,6 +231,7 @@ COMMANDS = {
     "predict": "label new inputs with a trained run: medjax predict {ecg,molecules} --workdir W [options]",
     "recommend": "rank drugs for one patient of an OMOP database: medjax recommend --workdir W --person-id P",
     "report": "a run's results; --html: one self-contained page with figures: medjax report --workdir W --html",
+    "explain": "attribution maps of a run's examples as PNG/HTML: medjax explain --workdir W --index i --method m",
     "evaluate": "reload a run's best checkpoint and score its test split: medjax evaluate --workdir W",
     "plot": "draw learning curves, ROC curves and confusion matrix as PNG: medjax plot --workdir W",
     "keywords": "rank a document's tokens with a trained attention classifier: medjax keywords --workdir W TEXT",
@@ -233,6 +259,8 @@ def _run(argv: list[str]) -> int:
         return _recommend(rest)
     if command == "report":
         return _report(rest)
+    if command == "explain":
+        return _explain(rest)
     return _workdir_command(command, rest)
 
 
