@@ -135,7 +135,8 @@ def _plot_all(workdir: str) -> list:
 
 
 def _report(argv: list[str]) -> int:
-    """`medjax report --workdir W [--html]`: the run's results as text, or as one self-contained HTML page."""
+    """`medjax report --workdir W [--html]`: the run's results and the model's cost (parameters, size on disk, FLOPs,
+    latency, memory) as text, or one self-contained HTML page."""
     import json
     import pathlib
 
@@ -157,10 +158,14 @@ def _report(argv: list[str]) -> int:
         config = json.loads((workdir / "config.json").read_text()).get("config", {})
         published = module.published_rows(config) if hasattr(module, "published_rows") else []
         print(write_report(workdir, published, draw=lambda folder: _plot_all(str(folder))))
-    elif (workdir / "results.json").is_file():
+        return 0
+    if (workdir / "results.json").is_file():
         print(format_metrics(json.loads((workdir / "results.json").read_text())))
     else:
         print(f"{workdir}: unfinished (no results.json yet)")
+    from medjax.train.cost import cost_report
+
+    print(format_metrics(cost_report(workdir)))
     return 0
 
 
