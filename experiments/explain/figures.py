@@ -74,7 +74,7 @@ def image_maps(workdir) -> dict:
         grid[0, col].set_title(f"{method}\nρ(random)={sanity[method]:.2f}", fontsize="small")
     for row in range(EXAMPLES):
         grid[row, 0].imshow(batch["image"][row, ..., 0], cmap="gray")
-        grid[row, 0].set_ylabel(f"test #{row}: {task.class_names[int(batch['label'][row, 0])]}", fontsize="small")
+        grid[row, 0].set_ylabel(f"test #{row}: {task.class_names[int(np.ravel(batch['label'][row])[0])]}", fontsize="small")
     for axes in grid.ravel():
         axes.set(xticks=[], yticks=[])
     grid[0, 0].set_title("image (true class)", fontsize="small")
