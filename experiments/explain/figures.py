@@ -121,8 +121,10 @@ def text_maps(workdir) -> dict:
     words = vocab.decode([int(i) for i in np.asarray(ids[0, :length])])
     for ax, method in zip(axes, TEXT_METHODS):
         ours, theirs = scores(trained, method), scores(random, method)
-        keep = np.asarray(mask)
-        sanity[method] = float(np.mean(rank_correlations(ours * keep, theirs * keep)))
+        # Over each document's real tokens only: padding is zero in both and would tie the ranks.
+        lengths = np.asarray(mask).sum(axis=1)
+        sanity[method] = float(np.mean([rank_correlations(ours[i:i + 1, :n], theirs[i:i + 1, :n])[0]
+                                        for i, n in enumerate(lengths)]))
         ax.imshow(ours[:1, :length] / max(ours[0, :length].max(), 1e-12), cmap="Reds", aspect="auto")
         ax.set(yticks=[], xticks=range(length))
         ax.set_xticklabels(words, rotation=70, fontsize=6)
