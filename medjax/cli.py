@@ -194,6 +194,20 @@ def _explain(argv: list[str]) -> int:
     return 0
 
 
+def _export(argv: list[str]) -> int:
+    """`medjax export --workdir W [--int8]`: `medjax.train.export`."""
+    from medjax.train import export
+    from medjax.train.progress import format_metrics
+
+    parser = _Parser(prog="medjax export", description=export.__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", required=True, help="the work folder of a `medjax train` run")
+    parser.add_argument("--int8", action="store_true", help="also write the int8 model and score and time it")
+    args = parser.parse_args(argv)
+    print(format_metrics(export.export_workdir(args.workdir, args.int8)))
+    return 0
+
+
 def _workdir_command(command: str, argv: list[str]) -> int:
     parser = _Parser(prog=f"medjax {command}")
     parser.add_argument("--workdir", required=True, help="the work folder of a `medjax train` run")
@@ -237,6 +251,7 @@ COMMANDS = {
     "recommend": "rank drugs for one patient of an OMOP database: medjax recommend --workdir W --person-id P",
     "report": "a run's results; --html: one self-contained page with figures: medjax report --workdir W --html",
     "explain": "attribution maps of a run's examples as PNG/HTML: medjax explain --workdir W --index i --method m",
+    "export": "write the model as .npz; --int8: quantised, scored and timed beside f32: medjax export --workdir W",
     "evaluate": "reload a run's best checkpoint and score its test split: medjax evaluate --workdir W",
     "plot": "draw learning curves, ROC curves and confusion matrix as PNG: medjax plot --workdir W",
     "keywords": "rank a document's tokens with a trained attention classifier: medjax keywords --workdir W TEXT",
@@ -266,6 +281,8 @@ def _run(argv: list[str]) -> int:
         return _report(rest)
     if command == "explain":
         return _explain(rest)
+    if command == "export":
+        return _export(rest)
     return _workdir_command(command, rest)
 
 

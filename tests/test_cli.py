@@ -15,7 +15,7 @@ def test_help_lists_every_command(capsys):
 
 
 @pytest.mark.parametrize("argv, names", [
-    (["frobnicate"], "train, predict, recommend, report, explain, evaluate"),
+    (["frobnicate"], "train, predict, recommend, report, explain, export, evaluate"),
     (["train", "xray"], "ecg, medmnist, molecules, ner, textclf, treatment"),
     (["predict", "medmnist"], "ecg, molecules"),
 ])
