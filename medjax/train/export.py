@@ -90,7 +90,7 @@ def export_workdir(workdir: str | pathlib.Path, int8: bool) -> dict[str, Any]:
         collections = {k: v for k, v in variables.items() if k != "params"}
         quantized = {"params": quantize.quantize_tree(variables["params"]), **collections}
         figures["int8_bytes"] = save_export(folder / "model-int8.npz", quantized)
-        figures["kernels_quantized"] = quantize.count_quantized(quantized["params"])
+        figures["arrays_quantized"] = quantize.count_quantized(quantized["params"])
         figures["size_ratio"] = figures["f32_bytes"] / figures["int8_bytes"]
         dequantized = state.replace(params=jax.device_put(quantize.dequantize_tree(quantized["params"])))
         mesh = sharding.make_mesh(config.num_devices)
