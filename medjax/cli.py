@@ -1,4 +1,4 @@
-"""The command line: `medjax train <task> ...`, `medjax predict <task>`, `medjax evaluate`, `medjax plot`, `medjax keywords`, `medjax bench`.
+"""The command line: `medjax train <task> ...`, `medjax predict <task>`, `medjax translate`, `medjax evaluate`, `medjax plot`, `medjax keywords`, `medjax bench`.
 
 Each task module in `medjax.tasks` provides a frozen `Config` dataclass whose fields (declared with
 `medjax.train.config.option`) are the flags of `medjax train <task>`: a field ``batch_size`` is ``--batch-size``, its
@@ -120,6 +120,16 @@ def _recommend(argv: list[str]) -> int:
     parser.add_argument("--workdir", required=True, help="the work folder of a `medjax train treatment` run")
     module.add_recommend_arguments(parser)
     module.recommend_main(parser.parse_args(argv))
+    return 0
+
+
+def _translate(argv: list[str]) -> int:
+    """`medjax translate --workdir W [TEXT ...]`: the translation task's beam search, one line per sentence."""
+    module = task_module("translation")
+    parser = _Parser(prog="medjax translate", description=module.translate_main.__doc__)
+    parser.add_argument("--workdir", required=True, help="the work folder of a `medjax train translation` run")
+    module.add_translate_arguments(parser)
+    module.translate_main(parser.parse_args(argv))
     return 0
 
 
@@ -246,9 +256,10 @@ def _bench(argv: list[str]) -> int:
 
 
 COMMANDS = {
-    "train": "train a model: medjax train {ecg,medmnist,molecules,ner,textclf,treatment} --workdir W [--config run.toml] [options]",
+    "train": "train a model: medjax train {ecg,medmnist,molecules,ner,textclf,translation,treatment} --workdir W [--config run.toml] [options]",
     "predict": "label new inputs with a trained run: medjax predict {ecg,molecules} --workdir W [options]",
     "recommend": "rank drugs for one patient of an OMOP database: medjax recommend --workdir W --person-id P",
+    "translate": "translate sentences (or stdin) with a trained run: medjax translate --workdir W [TEXT ...]",
     "report": "a run's results; --html: one self-contained page with figures: medjax report --workdir W --html",
     "explain": "attribution maps of a run's examples as PNG/HTML: medjax explain --workdir W --index i --method m",
     "export": "write the model as .npz; --int8: quantised, scored and timed beside f32: medjax export --workdir W",
@@ -277,6 +288,8 @@ def _run(argv: list[str]) -> int:
         return _predict(rest)
     if command == "recommend":
         return _recommend(rest)
+    if command == "translate":
+        return _translate(rest)
     if command == "report":
         return _report(rest)
     if command == "explain":

@@ -15,7 +15,8 @@ from medjax.errors import ConfigError, DataError, UserError
 
 # Task name on the command line -> module. Imported lazily so `medjax --help` stays fast.
 TASKS = {"medmnist": "medjax.tasks.medmnist", "ner": "medjax.tasks.ner", "textclf": "medjax.tasks.textclf",
-         "ecg": "medjax.tasks.ecg", "molecules": "medjax.tasks.molecules", "treatment": "medjax.tasks.treatment"}
+         "ecg": "medjax.tasks.ecg", "molecules": "medjax.tasks.molecules", "treatment": "medjax.tasks.treatment",
+         "translation": "medjax.tasks.translation"}
 # The tasks whose module has `add_predict_arguments` and `predict_main` (`medjax predict <task>`).
 PREDICTORS = ("ecg", "molecules")
 

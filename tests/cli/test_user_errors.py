@@ -114,7 +114,8 @@ def cases(tmp):
                                            str(tmp / "nowhere" / "100")], f"{tmp}/nowhere/100.hea: expected"),
         ("predict with a folder that is no run", ["predict", "ecg", "--workdir", str(not_a_run), "--record",
                                                   str(pvc_only / "mitdb_100.npz")], f"{not_a_run}: expected"),
-        ("unknown task", ["train", "xray"], "expected a task among ecg, medmnist, molecules, ner, textclf, treatment"),
+        ("unknown task", ["train", "xray"], "expected a task among ecg, medmnist, molecules, ner, textclf, translation, "
+                                              "treatment"),
         ("evaluate a folder that is no run", ["evaluate", "--workdir", str(not_a_run)], f"{not_a_run}: expected"),
         ("evaluate a damaged config.json", ["evaluate", "--workdir", str(corrupt_run)], f"{corrupt_run}/config.json"),
     ]
