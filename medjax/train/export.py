@@ -21,12 +21,6 @@ from medjax.errors import DataError
 from medjax.train import quantize, sharding
 
 
-def _flat(tree: Any) -> dict[str, np.ndarray]:
-    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {"/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path): np.asarray(leaf)
-            for path, leaf in leaves}
-
-
 def _nest(flat: dict[str, np.ndarray]) -> dict:
     tree: dict = {}
     for name, array in flat.items():
@@ -40,10 +34,10 @@ def _nest(flat: dict[str, np.ndarray]) -> dict:
 
 def save_export(path: pathlib.Path, variables: Any) -> int:
     """Writes ``variables`` as an ``.npz`` atomically; returns its size in bytes."""
-    from medjax.train.loop import write_atomically
+    from medjax.train.loop import _flat_arrays, write_atomically
 
     buffer = io.BytesIO()
-    np.savez(buffer, **_flat(variables))
+    np.savez(buffer, **_flat_arrays(variables))
     write_atomically(path, buffer.getvalue())
     return path.stat().st_size
 
