@@ -7,6 +7,11 @@ Everything is inline: CSS in a ``<style>`` element, images as ``data:`` URIs, no
 ``results.json`` yet gets a page that says it is unfinished (how many epochs are done) instead of an error.
 
 Each figure cell carries ``data-key`` (the results.json key) so that a test can hold the page to the file.
+
+A run folder may come from someone else: every value from its files goes into the page through `html.escape`
+(`_text`), only regular PNG files inside the folder are embedded (a symlink to a file elsewhere is not), the page is
+written through a fresh temporary file and a rename (a symlink at ``report.html`` is replaced, not followed), and a
+damaged ``config.json`` or ``results.json`` is a `DataError` naming it.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import json
 import pathlib
 from typing import Any, Callable, Sequence
 
-from medjax.errors import UserError
+from medjax.data.files import replace_atomically
+from medjax.errors import DataError, UserError
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:62rem;padding:1rem;
@@ -30,11 +36,28 @@ figure{margin:1rem 0}img{max-width:100%;height:auto;border:1px solid #eee}figcap
 """
 
 
-def _load_json(path: pathlib.Path) -> Any:
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _load_json(path: pathlib.Path) -> dict[str, Any]:
+    """A run's JSON object file; a truncated or garbled one (or one that holds no object) is a `DataError`."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise UserError(path, f"expected a run's JSON file, got unreadable contents ({err})") from None
+        value = json.loads(path.read_bytes())
+    except ValueError as err:  # JSONDecodeError, and UnicodeDecodeError for bytes that are no JSON text
+        raise DataError(path, f"expected a run's JSON file, got unreadable contents ({err})") from None
+    if not isinstance(value, dict):
+        raise DataError(path, f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _text(value: Any) -> str:
+    """Any value from the run's files as HTML text: escaped, quotes included."""
+    return html.escape(str(value), quote=True)
+
+
+def _seconds(value: Any) -> str:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return f"{value:.0f}" if number else _text(value)
 
 
 def _table(header: Sequence[str], rows: list[list[str]]) -> str:
@@ -56,7 +79,7 @@ def results_rows(results: dict[str, Any], published: Sequence[dict[str, Any]]) -
         for split in ("val_", "test_"):
             if key.startswith(split) and key[len(split):] not in metrics:
                 metrics.append(key[len(split):])
-    header = ["metric", "validation (best epoch)", "test", *[row["label"] for row in published]]
+    header = ["metric", "validation (best epoch)", "test", *[str(row["label"]) for row in published]]
     rows = []
     for metric in metrics:
         cells = [f"<td>{html.escape(metric)}</td>"]
@@ -71,8 +94,16 @@ def results_rows(results: dict[str, Any], published: Sequence[dict[str, Any]]) -
 
 
 def _figures(workdir: pathlib.Path) -> list[pathlib.Path]:
+    """The run's PNG files: regular files (no symlinks) inside the folder that start as a PNG does."""
     pictures = sorted(workdir.glob("*.png")) + sorted((workdir / "explain").glob("*.png"))
-    return [p for p in pictures if p.stat().st_size > 0]
+    kept = []
+    for path in pictures:
+        if path.is_symlink() or not path.is_file() or path.parent.is_symlink():
+            continue
+        with path.open("rb") as handle:
+            if handle.read(len(_PNG_SIGNATURE)) == _PNG_SIGNATURE:
+                kept.append(path)
+    return kept
 
 
 def _image(path: pathlib.Path, workdir: pathlib.Path) -> str:
@@ -93,33 +124,36 @@ def write_report(workdir: str | pathlib.Path, published: Sequence[dict[str, Any]
 
     Raises:
       medjax.errors.UserError: the folder is no run (no ``config.json``).
+      medjax.errors.DataError: a truncated or garbled ``config.json`` or ``results.json``.
     """
-    from medjax.train.loop import write_atomically
-
     workdir = pathlib.Path(workdir)
     if not (workdir / "config.json").is_file():
         raise UserError(workdir, "expected the work folder of a `medjax train` run, found no config.json")
     saved = _load_json(workdir / "config.json")
     config, task = saved.get("config", {}), saved.get("task", "?")
+    if not isinstance(config, dict):
+        raise DataError(f"{workdir / 'config.json'}: config", f"expected a JSON object of options, got "
+                                                             f"{type(config).__name__}")
     results_path = workdir / "results.json"
     results = _load_json(results_path) if results_path.is_file() else None
     epochs_done = 0
     if (workdir / "metrics.jsonl").is_file():
-        epochs_done = sum(1 for line in (workdir / "metrics.jsonl").read_text().splitlines() if line.strip())
+        epochs_done = sum(1 for line in (workdir / "metrics.jsonl").read_bytes().splitlines() if line.strip())
     if draw is not None and results is not None and not list(workdir.glob("*.png")):
         draw(workdir)
     title = f"medjax {task} run: {workdir.name}"
     parts = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
              f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
              f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
+    epochs = _text(config.get("epochs", "?"))
     if results is None:
         parts.append(f'<p class="status unfinished" id="status">Unfinished: {epochs_done} of '
-                     f'{config.get("epochs", "?")} epochs done, no results.json yet.</p>')
+                     f'{epochs} epochs done, no results.json yet.</p>')
     else:
-        parts.append(f'<p class="status" id="status">Finished: best epoch {results.get("best_epoch")} of '
-                     f'{config.get("epochs", "?")}, selected on validation {html.escape(str(results.get("select_metric")))}'
-                     f', {results.get("wall_seconds", 0):.0f} s of training. medjax '
-                     f'{html.escape(str(saved.get("medjax_version", "?")))}.</p>')
+        parts.append(f'<p class="status" id="status">Finished: best epoch {_text(results.get("best_epoch"))} of '
+                     f'{epochs}, selected on validation {_text(results.get("select_metric"))}'
+                     f', {_seconds(results.get("wall_seconds", 0))} s of training. medjax '
+                     f'{_text(saved.get("medjax_version", "?"))}.</p>')
         header, rows = results_rows(results, published)
         parts += ["<h2>Results</h2>", _table(header, rows)]
     pictures = _figures(workdir)
@@ -128,10 +162,8 @@ def write_report(workdir: str | pathlib.Path, published: Sequence[dict[str, Any]
     parts += ["<h2>Config</h2>", _table(["option", "value"], [[f"<td>{html.escape(k)}</td>",
                                                              f"<td>{html.escape(json.dumps(v))}</td>"]
                                                             for k, v in config.items()])]
-    described = saved.get("describe", {})
+    described = saved.get("describe") or {}
     if described:
         parts += ["<h2>Data</h2>", f"<pre>{html.escape(json.dumps(described, indent=2, default=str))}</pre>"]
     parts.append("</body></html>\n")
-    out = workdir / "report.html"
-    write_atomically(out, "".join(parts))
-    return out
+    return replace_atomically(workdir / "report.html", "".join(parts))

@@ -8,26 +8,37 @@ and ``labels`` (or the arg-max of single-label ``scores``), the test confusion m
 Figures are drawn on `matplotlib.figure.Figure` objects, never through pyplot, so nothing here touches matplotlib's
 global backend or needs a display.
 
+A run folder may come from someone else: a truncated or garbled ``config.json``, ``results.json``, ``metrics.jsonl``
+or ``predictions_test.npz`` is a `DataError` naming the file (and line or field), never a traceback; the archive is
+read without pickles; names from the files are drawn as plain text (no mathtext); and each PNG is written through a
+fresh temporary file and a rename, so a symlink planted at ``roc.png`` is replaced, not followed.
+
 Example:
   >>> paths = plot_workdir("runs/breastmnist")  # [.../learning_curves.png, .../roc.png, .../confusion_matrix.png]
 """
 
 from __future__ import annotations
 
+import io
 import json
 import pathlib
-from typing import Sequence
+import zipfile
+import zlib
+from typing import Any, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from medjax.errors import UserError
+from medjax.data.files import replace_atomically
+from medjax.errors import DataError, UserError, where
 from medjax.metrics.calibration import expected_calibration_error, reliability_bins
 from medjax.metrics.classification import confusion_matrix, roc_auc, roc_curve
 
 # More classes than this and the per-cell counts of the confusion matrix are left out (they would not be legible).
 _MAX_ANNOTATED_CLASSES = 20
+# A class index above this in predictions_test.npz is a damaged file, not a classifier (the matrix would not fit).
+_MAX_CLASSES = 10_000
 
 
 def plot_workdir(workdir: str | pathlib.Path) -> list[pathlib.Path]:
@@ -38,6 +49,7 @@ def plot_workdir(workdir: str | pathlib.Path) -> list[pathlib.Path]:
 
     Raises:
       medjax.errors.UserError: when the folder holds neither ``metrics.jsonl`` nor ``predictions_test.npz``.
+      medjax.errors.DataError: one of the run's files is truncated, garbled or holds values of the wrong type.
     """
     workdir = pathlib.Path(workdir)
     metrics_path, predictions_path = workdir / "metrics.jsonl", workdir / "predictions_test.npz"
@@ -49,13 +61,13 @@ def plot_workdir(workdir: str | pathlib.Path) -> list[pathlib.Path]:
     if metrics_path.exists():
         written.append(plot_learning_curves(metrics_path, workdir / "learning_curves.png", _best_epoch(workdir)))
     if predictions_path.exists():
-        with np.load(predictions_path) as saved:
-            predictions = dict(saved)
+        predictions = _load_predictions(predictions_path)
         labels = predictions.get("labels")
         if labels is not None and "scores" in predictions:
             written.append(plot_roc(labels, predictions["scores"], workdir / "roc.png", class_names))
         pred = _predicted_classes(predictions)
         if labels is not None and pred is not None:
+            _check_classes(predictions_path, labels, pred, class_names)
             written.append(plot_confusion_matrix(labels, pred, workdir / "confusion_matrix.png", class_names))
         if labels is not None and "scores" in predictions and np.ndim(predictions["scores"]) == 2 \
                 and np.asarray(labels).reshape(len(labels), -1).shape[1] == 1:
@@ -66,15 +78,15 @@ def plot_workdir(workdir: str | pathlib.Path) -> list[pathlib.Path]:
 
 def plot_learning_curves(metrics_path: pathlib.Path, out: pathlib.Path, best_epoch: int | None = None) -> pathlib.Path:
     """Training loss (left) and validation metrics (right) against the epoch, from a ``metrics.jsonl``."""
-    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    records = _read_metrics(metrics_path)
     epochs = [r["epoch"] for r in records]
     figure = Figure(figsize=(10, 4), layout="constrained")
     loss_axes, val_axes = figure.subplots(1, 2)
-    loss_axes.plot(epochs, [r.get("train_loss", np.nan) for r in records], marker="o")
+    loss_axes.plot(epochs, [_float(r.get("train_loss")) for r in records], marker="o")
     loss_axes.set(xlabel="epoch", ylabel="training loss", title="training loss")
-    val_names = sorted({k for r in records for k, v in r.items() if k.startswith("val_") and np.isscalar(v)})
+    val_names = sorted({k for r in records for k, v in r.items() if k.startswith("val_") and _is_number(v)})
     for name in val_names:
-        val_axes.plot(epochs, [r.get(name, np.nan) for r in records], marker="o", label=name[len("val_"):])
+        val_axes.plot(epochs, [_float(r.get(name)) for r in records], marker="o", label=_plain(name[len("val_"):]))
     val_axes.set(xlabel="epoch", ylabel="metric", title="validation")
     if val_names:
         val_axes.legend()
@@ -82,8 +94,7 @@ def plot_learning_curves(metrics_path: pathlib.Path, out: pathlib.Path, best_epo
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         if best_epoch is not None:
             axes.axvline(best_epoch, color="grey", linestyle="--", linewidth=1)
-    figure.savefig(out, dpi=100)
-    return out
+    return _save(figure, out, dpi=100)
 
 
 def plot_roc(
@@ -103,12 +114,11 @@ def plot_roc(
         if positive.min() == positive.max():
             continue  # a class absent from the test split (or the only one) has no ROC curve
         fpr, tpr, _ = roc_curve(positive, score)
-        axes.plot(fpr, tpr, label=f"{name} (AUC {roc_auc(positive, score):.3f})")
+        axes.plot(fpr, tpr, label=f"{_plain(name)} (AUC {roc_auc(positive, score):.3f})")
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     axes.set(xlabel="false positive rate", ylabel="true positive rate", title="test ROC", xlim=(0, 1), ylim=(0, 1.01))
     axes.legend(loc="lower right", fontsize="small")
-    figure.savefig(out, dpi=100)
-    return out
+    return _save(figure, out, dpi=100)
 
 
 def plot_reliability(labels: np.ndarray, scores: np.ndarray, out: pathlib.Path, bins: int = 10) -> pathlib.Path:
@@ -125,8 +135,7 @@ def plot_reliability(labels: np.ndarray, scores: np.ndarray, out: pathlib.Path, 
              title=f"test reliability, ECE {expected_calibration_error(labels, scores, bins):.3f}")
     axes.legend(loc="upper left", fontsize=8)
     figure.tight_layout()
-    figure.savefig(out)
-    return out
+    return _save(figure, out)
 
 
 def plot_confusion_matrix(
@@ -137,7 +146,7 @@ def plot_confusion_matrix(
     num_classes = max(len(class_names), int(max(labels.max(), pred.max())) + 1)
     # Names that do not fit the classes seen (a stale config) would mislabel the axes: fall back to indices.
     counts = confusion_matrix(labels, pred, num_classes)
-    names = list(class_names) if len(class_names) == num_classes else [str(i) for i in range(num_classes)]
+    names = [_plain(n) for n in class_names] if len(class_names) == num_classes else [str(i) for i in range(num_classes)]
     size = min(4 + 0.4 * num_classes, 16)
     figure = Figure(figsize=(size, size), layout="constrained")
     axes = figure.subplots()
@@ -150,8 +159,7 @@ def plot_confusion_matrix(
         for (row, col), count in np.ndenumerate(counts):
             color = "white" if count > counts.max() / 2 else "black"
             axes.text(col, row, str(count), ha="center", va="center", color=color, fontsize="small")
-    figure.savefig(out, dpi=100)
-    return out
+    return _save(figure, out, dpi=100)
 
 
 def _one_vs_rest(labels: np.ndarray, scores: np.ndarray, class_names: Sequence[str]):
@@ -181,11 +189,108 @@ def _predicted_classes(predictions: dict[str, np.ndarray]) -> np.ndarray | None:
     return np.argmax(scores, axis=-1)
 
 
+def _save(figure: Figure, out: pathlib.Path, **options: Any) -> pathlib.Path:
+    """The figure as PNG bytes, then written through a temporary file and a rename (`replace_atomically`)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", **options)
+    return replace_atomically(out, buffer.getvalue())
+
+
+def _plain(name: Any) -> str:
+    """A name from the run's files drawn as the text it is: ``$`` escaped so that matplotlib parses no mathtext."""
+    return str(name).replace("$", r"\$")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _float(value: Any) -> float:
+    return float(value) if _is_number(value) else np.nan
+
+
+def _read_object(path: pathlib.Path) -> dict[str, Any]:
+    """A run's JSON object file; a `DataError` naming it when it is truncated, garbled or no object."""
+    try:
+        value = json.loads(path.read_bytes())
+    except ValueError as err:  # JSONDecodeError, and UnicodeDecodeError for bytes that are no JSON text
+        raise DataError(path, f"expected a run's JSON file, got unreadable contents ({err})") from None
+    if not isinstance(value, dict):
+        raise DataError(path, f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _read_metrics(path: pathlib.Path) -> list[dict[str, Any]]:
+    """The records of ``metrics.jsonl``, each an object with a numeric ``epoch``; a `DataError` naming the line."""
+    records = []
+    for number, line in enumerate(path.read_bytes().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as err:
+            raise DataError(where(path, number), f"expected one JSON object per line, got unreadable contents "
+                                                 f"({err})") from None
+        if not isinstance(record, dict) or not _is_number(record.get("epoch")):
+            shown = record.get("epoch") if isinstance(record, dict) else record
+            raise DataError(where(path, number), f"expected an object with a numeric 'epoch', got {shown!r:.60}")
+        records.append(record)
+    return records
+
+
+def _load_predictions(path: pathlib.Path) -> dict[str, np.ndarray]:
+    """The arrays of ``predictions_test.npz`` (no pickles); a `DataError` naming the file when it is damaged, holds
+    no numbers, or whose labels, scores and pred differ in length."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            predictions = {key: saved[key] for key in saved.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise DataError(path, f"expected the .npz archive a run writes, got unreadable contents "
+                              f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+    lengths = {}
+    for key in ("labels", "scores", "pred"):
+        array = predictions.get(key)
+        if array is None:
+            continue
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool) or array.ndim not in (1, 2):
+            raise DataError(f"{path}: {key}", f"expected a numeric array of 1 or 2 dimensions, got {array.dtype} "
+                                              f"of shape {array.shape}")
+        if key == "scores" and not np.isfinite(array).all():
+            raise DataError(f"{path}: scores", "expected finite scores, got NaN or infinity")
+        lengths[key] = len(array)
+    if len(set(lengths.values())) > 1:
+        raise DataError(path, f"expected labels, scores and pred of one length, got "
+                              f"{', '.join(f'{k} {n}' for k, n in lengths.items())}")
+    return predictions
+
+
+def _check_classes(path: pathlib.Path, labels: np.ndarray, pred: np.ndarray, class_names: Sequence[str]) -> None:
+    """Class indices fit for a confusion matrix: whole numbers from 0, at most `_MAX_CLASSES` of them."""
+    for key, array in (("labels", labels), ("pred", pred)):
+        values = np.asarray(array, np.float64).reshape(-1)
+        if values.size == 0:
+            raise DataError(f"{path}: {key}", "expected class indices, got an empty array")
+        limit = max(_MAX_CLASSES, len(class_names))
+        bad = ~np.isfinite(values) | (values < 0) | (values >= limit) | (values != np.round(values))
+        if bad.any():
+            raise DataError(f"{path}: {key}", f"expected class indices from 0 to {limit - 1}, got {values[bad][0]:g}")
+
+
 def _class_names(workdir: pathlib.Path) -> list[str]:
     path = workdir / "config.json"
-    return list(json.loads(path.read_text()).get("class_names", [])) if path.exists() else []
+    if not path.exists():
+        return []
+    names = _read_object(path).get("class_names", [])
+    if not isinstance(names, list) or not all(isinstance(n, (str, int, float)) for n in names):
+        raise DataError(f"{path}: class_names", f"expected a list of names, got {names!r:.60}")
+    return [str(n) for n in names]
 
 
 def _best_epoch(workdir: pathlib.Path) -> int | None:
     path = workdir / "results.json"
-    return json.loads(path.read_text()).get("best_epoch") if path.exists() else None
+    if not path.exists():
+        return None
+    best = _read_object(path).get("best_epoch")
+    if best is not None and not _is_number(best):
+        raise DataError(f"{path}: best_epoch", f"expected an epoch number, got {best!r:.60}")
+    return best
