@@ -22,12 +22,16 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import pathlib
+import zipfile
+import zlib
 from typing import Sequence
 
 import numpy as np
 
-from medjax.errors import DataError, MissingPath
+from medjax.errors import ConfigError, DataError, MissingPath, where
 
 AAMI_CLASSES = ("N", "S", "V", "F", "Q")
 PVC_CLASSES = ("non-V", "V")
@@ -46,6 +50,10 @@ _NPZ_KEYS = ("ecg_adu", "adu_per_mv", "fs", "r_peaks", "is_pvc")
 # beats is then no steeper than anywhere else. Real MIT-BIH records score 3-17 (median of peak |slope| within 100 ms
 # of a beat over the same at random places); shuffled beats score about 1.
 _MIN_QRS_CONTRAST = 1.8
+# Beat windows may take at most this share of the machine's physical memory (`check_window_memory`).
+_MEMORY_SHARE = 0.5
+# Beats interpolated at once by `cut_beats` (its float64 temporaries stay this many window rows).
+_CHUNK_ELEMENTS = 1 << 22
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,18 +106,64 @@ def read_npz(path: str | pathlib.Path) -> Record:
         raise MissingPath(path, "expected an ECG record (.npz), found no such file")
     try:
         with np.load(path, allow_pickle=False) as saved:
-            missing = [key for key in _NPZ_KEYS if key not in saved]
+            keys = getattr(saved, "files", None)
+            if keys is None:  # np.load gave one array: a .npy file under an .npz name
+                raise DataError(path, "expected an .npz archive, got a single .npy array")
+            missing = [key for key in _NPZ_KEYS if key not in keys]
             if missing:
                 raise DataError(path, f"expected the keys {', '.join(_NPZ_KEYS)}, got no {', '.join(missing)}")
             arrays = {key: saved[key] for key in _NPZ_KEYS}
-    except (OSError, ValueError, EOFError) as err:
-        raise DataError(path, f"expected an .npz archive, got unreadable contents ({err})") from None
-    signal = arrays["ecg_adu"].astype(np.float32) / np.float32(arrays["adu_per_mv"])
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        if isinstance(err, DataError):
+            raise
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(path, f"expected an .npz archive, got truncated or unreadable contents ({detail})") from None
+    for key in _NPZ_KEYS:
+        array = arrays[key]
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+            raise DataError(f"{path}: {key}", f"expected numbers, got an array of {array.dtype}")
+    for key in ("adu_per_mv", "fs"):
+        if arrays[key].size != 1 or not np.isfinite(arrays[key]).all() or float(arrays[key].reshape(())) <= 0:
+            raise DataError(f"{path}: {key}", f"expected one positive number, got {arrays[key].reshape(-1)[:3]} of "
+                                              f"shape {arrays[key].shape}")
+    signal = arrays["ecg_adu"].astype(np.float32) / np.float32(arrays["adu_per_mv"].reshape(()))
     beats, is_pvc = arrays["r_peaks"].astype(np.int64), arrays["is_pvc"].astype(bool)
     if beats.shape != is_pvc.shape:
         raise DataError(path, f"expected one is_pvc flag per r_peak, got {is_pvc.size} flags for {beats.size} peaks")
     name = path.stem.removeprefix("mitdb_")
-    return _checked(Record(name, str(path), signal, float(arrays["fs"]), beats, None, is_pvc))
+    return _checked(Record(name, str(path), signal, float(arrays["fs"].reshape(())), beats, None, is_pvc))
+
+
+def header_rate(header: str | pathlib.Path) -> float | None:
+    """The sampling frequency that a WFDB header's record line gives (its third field, ``fs[/counter[(base)]]``), or
+    None where the line has none (WFDB then means 250 Hz).
+
+    Raises:
+      medjax.errors.DataError: a header with no record line, or a frequency that is not a positive number (wfdb
+        itself would read ``abc`` as 250 Hz), naming the header's line.
+    """
+    header = pathlib.Path(header)
+    text = header.read_bytes().decode("latin-1")
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        fields = line.split()
+        if len(fields) < 2:
+            raise DataError(where(header, number), f"expected a WFDB record line 'name signals [frequency "
+                                                   f"[samples]]', got {line[:60]!r}")
+        if len(fields) < 3:
+            return None
+        frequency = fields[2].split("/", 1)[0]
+        try:
+            rate = float(frequency)
+        except ValueError:
+            rate = math.nan
+        if not (math.isfinite(rate) and rate > 0):
+            raise DataError(where(header, number), f"expected a positive sampling frequency in Hz as the record "
+                                                   f"line's third field, got {fields[2][:40]!r}")
+        return rate
+    raise DataError(header, "expected a WFDB record line 'name signals [frequency [samples]]', got an empty header")
 
 
 def read_wfdb(path: str | pathlib.Path, annotator: str = "atr", detect_missing_annotations: bool = False) -> Record:
@@ -123,10 +177,13 @@ def read_wfdb(path: str | pathlib.Path, annotator: str = "atr", detect_missing_a
 
     Raises:
       medjax.errors.MissingPath: no ``.hea`` or no annotation file.
-      medjax.errors.DataError: a signal file shorter than its header says, or annotations that do not belong to
-        this signal (past its end, or not on its QRS complexes).
+      medjax.errors.MissingPath: the signal file the header names is missing (naming it).
+      medjax.errors.DataError: a header whose sampling frequency is not a positive number, a signal file shorter
+        than its header says, or annotations that do not belong to this signal (past its end, or not on its QRS
+        complexes).
     """
     import wfdb
+    from wfdb.io.header import HeaderSyntaxError
 
     base = pathlib.Path(path)
     base = base.with_suffix("") if base.suffix in (".hea", ".dat", f".{annotator}") else base
@@ -135,13 +192,19 @@ def read_wfdb(path: str | pathlib.Path, annotator: str = "atr", detect_missing_a
     for needed, what in ((header, "a WFDB header"), (annotations, f"its beat annotations (.{annotator})")):
         if not needed.is_file() and not (detect and needed == annotations):
             raise MissingPath(needed, f"expected {what} for record {base}, found no such file")
+    header_rate(header)
     try:
         record = wfdb.rdrecord(str(base), channels=[0], physical=True)
+    except (IndexError, HeaderSyntaxError) as err:
+        raise DataError(header, f"expected a WFDB header, got unreadable contents ({err})") from None
     except ValueError as err:
         raise DataError(header, f"expected the signal file to hold the samples the header lists, got a shorter or "
                                 f"damaged file ({err})") from None
     except FileNotFoundError as err:
-        raise MissingPath(err.filename, f"expected the signal file named in {header}, found no such file") from None
+        missing = err.filename or header
+        raise MissingPath(missing, f"expected the signal file named in {header}, found no such file") from None
+    if record.p_signal is None or record.p_signal.ndim != 2 or record.p_signal.shape[0] == 0:
+        raise DataError(header, "expected a signal of at least one sample, got none")
     signal = np.nan_to_num(record.p_signal[:, 0].astype(np.float32))
     if detect:
         beats = detect_beats(signal, float(record.fs))
@@ -188,22 +251,22 @@ def read_folder(folder: str | pathlib.Path) -> list[Record]:
 
 
 def _checked(record: Record, check_alignment: bool = False) -> Record:
-    where = record.source
+    place = record.source
     if record.signal.ndim != 1 or record.signal.size == 0:
-        raise DataError(where, f"expected a non-empty single-lead signal, got shape {record.signal.shape}")
+        raise DataError(place, f"expected a non-empty single-lead signal, got shape {record.signal.shape}")
     if not record.fs > 0:
-        raise DataError(where, f"expected a positive sampling rate, got {record.fs}")
+        raise DataError(place, f"expected a positive sampling rate, got {record.fs}")
     if record.beats.size == 0:
-        raise DataError(where, "expected annotated beats, got none")
+        raise DataError(place, "expected annotated beats, got none")
     if np.any(np.diff(record.beats) <= 0):
-        raise DataError(where, "expected beat annotations in increasing sample order, got them out of order")
+        raise DataError(place, "expected beat annotations in increasing sample order, got them out of order")
     if record.beats[0] < 0 or record.beats[-1] >= record.signal.size:
-        raise DataError(where, f"expected beats within the signal's {record.signal.size} samples, got one at "
+        raise DataError(place, f"expected beats within the signal's {record.signal.size} samples, got one at "
                                f"sample {record.beats[-1]}: is this the annotation file of another record?")
     if check_alignment and record.beats.size >= 20:
         contrast = qrs_contrast(record.signal, record.beats, record.fs)
         if contrast < _MIN_QRS_CONTRAST:
-            raise DataError(where, f"expected beat annotations on this signal's QRS complexes, got beats where the "
+            raise DataError(place, f"expected beat annotations on this signal's QRS complexes, got beats where the "
                                    f"signal is no steeper than elsewhere (contrast {contrast:.2f} < "
                                    f"{_MIN_QRS_CONTRAST}): is this the annotation file of another record?")
     return record
@@ -263,6 +326,36 @@ def window_offsets(rate: float, before: float, after: float) -> np.ndarray:
     return np.arange(first, last) / rate
 
 
+def physical_memory() -> int:
+    """Bytes of physical memory of this machine (0 where the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
+def window_bytes(beats: int, rate: float, before: float, after: float) -> int:
+    """Bytes of ``beats`` float32 windows of `window_offsets` (``beats × window samples × 4``)."""
+    return int(beats) * window_offsets(rate, before, after).size * 4
+
+
+def check_window_memory(beats: int, rate: float, before: float, after: float) -> None:
+    """Refuses beat windows that would take more than half of the machine's physical memory.
+
+    Call it with the beats of every record when they are cut and then kept together (the data set's total).
+
+    Raises:
+      medjax.errors.ConfigError: naming ``--before``/``--after`` and the gigabytes the windows would need.
+    """
+    needed, memory = window_bytes(beats, rate, before, after), physical_memory()
+    if memory and needed > _MEMORY_SHARE * memory:
+        samples = window_offsets(rate, before, after).size
+        raise ConfigError("--before/--after", f"expected beat windows that fit in memory, got {before:g} s before "
+                                              f"and {after:g} s after the R peak: {samples} samples at {rate:g} Hz × "
+                                              f"{beats} beats = {needed / 1e9:.1f} GB, more than half of this "
+                                              f"machine's {memory / 1e9:.1f} GB")
+
+
 def cut_beats(record: Record, rate: float = 360.0, before: float = 0.25, after: float = 0.45,
               baseline: bool = True) -> Beats:
     """The record's beat windows at ``rate`` Hz, normalised, with their RR features.
@@ -279,16 +372,29 @@ def cut_beats(record: Record, rate: float = 360.0, before: float = 0.25, after: 
 
     Returns:
       `Beats`; the signal is scaled by its standard deviation over the whole record (after baseline removal).
+
+    Raises:
+      medjax.errors.ConfigError: a window (``before``, ``after``) so long that this record's windows would take
+        more than half of the machine's memory (`check_window_memory`).
     """
+    offsets = window_offsets(rate, before, after)
+    if offsets.size == 0:
+        raise ConfigError("--before/--after", f"expected a window of at least one sample, got {before:g} s before "
+                                              f"and {after:g} s after the R peak at {rate:g} Hz")
+    peak_times = record.beats / record.fs
+    kept = (peak_times + offsets[0] >= 0) & (peak_times + offsets[-1] <= (record.signal.size - 1) / record.fs)
+    check_window_memory(int(kept.sum()), rate, before, after)
     signal = record.signal.astype(np.float64)
     if baseline:
         signal = remove_baseline(signal, record.fs)
     signal = (signal - np.median(signal)) / max(float(signal.std()), 1e-8)
-    offsets = window_offsets(rate, before, after)
-    peak_times = record.beats / record.fs
-    kept = (peak_times + offsets[0] >= 0) & (peak_times + offsets[-1] <= (signal.size - 1) / record.fs)
-    times = peak_times[kept, None] + offsets[None, :]
-    windows = np.interp(times * record.fs, np.arange(signal.size), signal).astype(np.float32)
+    centres = peak_times[kept]
+    windows = np.empty((centres.size, offsets.size), np.float32)
+    step = max(_CHUNK_ELEMENTS // offsets.size, 1)
+    positions = np.arange(signal.size)
+    for start in range(0, centres.size, step):  # float64 temporaries of a chunk only, written into float32 windows
+        times = centres[start:start + step, None] + offsets[None, :]
+        windows[start:start + step] = np.interp(times * record.fs, positions, signal)
     rr = rr_features(record.beats, record.fs)[kept]
     return Beats(windows, rr, record.beats[kept], kept)
 

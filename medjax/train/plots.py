@@ -146,7 +146,8 @@ def plot_confusion_matrix(
     num_classes = max(len(class_names), int(max(labels.max(), pred.max())) + 1)
     # Names that do not fit the classes seen (a stale config) would mislabel the axes: fall back to indices.
     counts = confusion_matrix(labels, pred, num_classes)
-    names = [_plain(n) for n in class_names] if len(class_names) == num_classes else [str(i) for i in range(num_classes)]
+    names = ([_plain(n) for n in class_names] if len(class_names) == num_classes
+             else [str(i) for i in range(num_classes)])
     size = min(4 + 0.4 * num_classes, 16)
     figure = Figure(figsize=(size, size), layout="constrained")
     axes = figure.subplots()
