@@ -6,3 +6,10 @@ __version__ = "0.2.0"
 
 # Before any computation starts JAX's backend, which reads XLA_FLAGS once.
 xla_defaults.apply()
+
+
+def load(workdir, which: str = "best"):
+    """A trained run, ready to predict without its training data: see `medjax.run.load`."""
+    from medjax.run import load as _load
+
+    return _load(workdir, which)

@@ -1,4 +1,5 @@
-"""The command line: `medjax train <task> ...`, `medjax predict <task>`, `medjax translate`, `medjax evaluate`, `medjax plot`, `medjax keywords`, `medjax bench`.
+"""The command line: `medjax train <task> ...`, `medjax predict --workdir W INPUT...`, `medjax evaluate`, `medjax export`,
+`medjax plot`, `medjax report`, `medjax explain`, `medjax keywords`, `medjax bench` (`COMMANDS`).
 
 Each task module in `medjax.tasks` provides a frozen `Config` dataclass whose fields (declared with
 `medjax.train.config.option`) are the flags of `medjax train <task>`: a field ``batch_size`` is ``--batch-size``, its
@@ -17,7 +18,7 @@ import sys
 import tomllib
 
 from medjax.errors import ConfigError, DataError, UserError
-from medjax.tasks import PREDICTORS, TASKS, task_module
+from medjax.tasks import TASKS, task_module
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,48 +89,101 @@ def _train(argv: list[str]) -> int:
     name, rest = argv[0], argv[1:]
     module = task_module(name)
     config = parse_config(module.Config, rest, f"medjax train {name}")
-    from medjax.train import distributed, loop
+    import pathlib
 
+    from medjax.train import distributed, loop, ownership
+    from medjax.train.workdir import has_checkpoint, read_meta
+
+    workdir = pathlib.Path(config.workdir)
+    # Resuming this run: its data side (vocabularies, subwords) comes from its meta.json, never rebuilt.
+    resuming = ownership.foreign(workdir, config, name) is None and has_checkpoint(workdir)
     distributed.initialize()  # multi-host: joins the other processes when launched as one; a no-op on one machine
-    loop.train(module.build_task(config), config, task_name=name)
+    loop.train(module.build_task(config, read_meta(workdir) if resuming else None), config, task_name=name)
     return 0
 
 
-def _predict(argv: list[str]) -> int:
-    """`medjax predict <task> --workdir W ...`: a task module's `add_predict_arguments(parser)` and `predict(args)`."""
-    if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: medjax predict {{{','.join(PREDICTORS)}}} --workdir W [options]   "
-              f"(medjax predict <task> --help for options)")
-        return 0
-    name, rest = argv[0], argv[1:]
-    if name not in PREDICTORS:
-        raise ConfigError(None, f"expected a task that predicts new inputs ({', '.join(PREDICTORS)}), got {name!r}")
-    module = task_module(name)
-    parser = _Parser(prog=f"medjax predict {name}", description=module.predict_main.__doc__,
+def _predict(argv: list[str], command: str = "predict") -> int:
+    """`medjax predict --workdir W INPUT...`: the run's predictions as JSON lines (or CSV) on stdout or --output."""
+    from medjax import rows, run as runs
+
+    parser = _Parser(prog=f"medjax {command}", description=runs.__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", required=True, help="the work folder of a `medjax train` run")
-    module.add_predict_arguments(parser)
-    module.predict_main(parser.parse_args(rest))
+    parser.add_argument("inputs", nargs="*", metavar="INPUT",
+                        help="image files, texts, sentences, SMILES, record paths or person ids, as the run's task "
+                             "takes; '-' reads one input a line from stdin")
+    parser.add_argument("--file", help="a text file of inputs, one a line")
+    parser.add_argument("--output", help="write here instead of stdout")
+    parser.add_argument("--format", choices=("jsonl", "csv"), default=None,
+                        help="jsonl (default) or csv (default for an --output ending in .csv)")
+    parser.add_argument("--which", choices=("best", "latest"), default="best", help="the checkpoint (default: best)")
+    parser.add_argument("--coverage", type=float, help="classification: split-conformal prediction sets; "
+                                                       "regression: intervals, holding the truth this often")
+    parser.add_argument("--top-k", type=int, help="treatment: how many drugs to list (default: 5)")
+    parser.add_argument("--person-id", type=int, action="append", help="treatment: a person_id (as INPUT)")
+    args = parser.parse_args(argv)
+    inputs = _gather_inputs(args)
+    run = runs.load(args.workdir, args.which)
+    options = {key: value for key, value in (("coverage", args.coverage), ("top_k", args.top_k)) if value is not None}
+    columns = run.predict(run.module.read_inputs(inputs), **options)
+    rows.write(columns, args.output, args.format)
+    return 0
+
+
+def _gather_inputs(args) -> list[str]:
+    from medjax.data.files import read_stdin_lines, read_text
+
+    inputs = []
+    for item in args.inputs:
+        inputs += [line.strip() for line in read_stdin_lines("inputs") if line.strip()] if item == "-" else [item]
+    if args.file:
+        inputs += [line.strip() for line in read_text(args.file, "a file of inputs").splitlines() if line.strip()]
+    inputs += [str(person) for person in args.person_id or ()]
+    if not inputs:
+        raise ConfigError("INPUT", "expected inputs to predict (arguments, '-' for stdin, or --file), got none")
+    return inputs
+
+
+def _translate(argv: list[str]) -> int:
+    """`medjax translate --workdir W [TEXT ...]`: one translation a line, of each TEXT or each line of stdin (blank
+    lines stay blank); `medjax predict` on a translation run, printed as text."""
+    from medjax import run as runs
+    from medjax.data.files import read_stdin_lines
+
+    parser = _Parser(prog="medjax translate", description=_translate.__doc__)
+    parser.add_argument("--workdir", required=True, help="the work folder of a `medjax train translation` run")
+    parser.add_argument("text", nargs="*", help="sentences to translate (none: read stdin, one sentence a line)")
+    args = parser.parse_args(argv)
+    run = runs.load(args.workdir)
+    if run.task != "translation":
+        raise ConfigError(args.workdir, f"expected the work folder of a `medjax train translation` run, got a "
+                                        f"{run.task} run")
+    lines = list(args.text) if args.text else read_stdin_lines("sentences to translate")
+    given = [i for i, line in enumerate(lines) if line.strip()]
+    if not given:
+        raise ConfigError("stdin" if not args.text else "TEXT", "expected sentences to translate, got none")
+    done = dict(zip(given, run.predict([lines[i].strip() for i in given])["translation"]))
+    for i in range(len(lines)):
+        print(done.get(i, ""))
     return 0
 
 
 def _recommend(argv: list[str]) -> int:
-    """`medjax recommend --workdir W --person-id P`: the treatment task's top-k drugs for one patient."""
-    module = task_module("treatment")
-    parser = _Parser(prog="medjax recommend", description=module.recommend_main.__doc__)
+    """`medjax recommend --workdir W --person-id P [--top-k K]`: ``rank  probability  concept_id  name`` lines."""
+    from medjax import run as runs
+
+    parser = _Parser(prog="medjax recommend", description=_recommend.__doc__)
     parser.add_argument("--workdir", required=True, help="the work folder of a `medjax train treatment` run")
-    module.add_recommend_arguments(parser)
-    module.recommend_main(parser.parse_args(argv))
-    return 0
-
-
-def _translate(argv: list[str]) -> int:
-    """`medjax translate --workdir W [TEXT ...]`: the translation task's beam search, one line per sentence."""
-    module = task_module("translation")
-    parser = _Parser(prog="medjax translate", description=module.translate_main.__doc__)
-    parser.add_argument("--workdir", required=True, help="the work folder of a `medjax train translation` run")
-    module.add_translate_arguments(parser)
-    module.translate_main(parser.parse_args(argv))
+    parser.add_argument("--person-id", type=int, required=True, help="a person_id of the run's database")
+    parser.add_argument("--top-k", type=int, default=5, help="how many drugs to list (default: 5)")
+    args = parser.parse_args(argv)
+    run = runs.load(args.workdir)
+    if run.task != "treatment":
+        raise ConfigError(args.workdir, f"expected the work folder of a `medjax train treatment` run, got a "
+                                        f"{run.task} run")
+    out = run.predict([args.person_id], top_k=args.top_k)
+    for rank, (score, concept, name) in enumerate(zip(out["scores"][0], out["concept_ids"][0], out["drugs"][0]), 1):
+        print(f"{rank}\t{score:.4f}\t{concept}\t{name}")
     return 0
 
 
@@ -255,48 +309,43 @@ def _bench(argv: list[str]) -> int:
     return runner.main(argv)
 
 
+# name -> (handler, one line of help).
 COMMANDS = {
-    "train": "train a model: medjax train {ecg,medmnist,molecules,ner,textclf,translation,treatment} --workdir W [--config run.toml] [options]",
-    "predict": "label new inputs with a trained run: medjax predict {ecg,molecules} --workdir W [options]",
-    "recommend": "rank drugs for one patient of an OMOP database: medjax recommend --workdir W --person-id P",
-    "translate": "translate sentences (or stdin) with a trained run: medjax translate --workdir W [TEXT ...]",
-    "report": "a run's results; --html: one self-contained page with figures: medjax report --workdir W --html",
-    "explain": "attribution maps of a run's examples as PNG/HTML: medjax explain --workdir W --index i --method m",
-    "export": "write the model as .npz; --int8: quantised, scored and timed beside f32: medjax export --workdir W",
-    "evaluate": "reload a run's best checkpoint and score its test split: medjax evaluate --workdir W",
-    "plot": "draw learning curves, ROC curves and confusion matrix as PNG: medjax plot --workdir W",
-    "keywords": "rank a document's tokens with a trained attention classifier: medjax keywords --workdir W TEXT",
-    "bench": "time medjax against PyTorch: medjax bench [--help]",
+    "train": (_train, "train a model: medjax train {ecg,medmnist,molecules,ner,textclf,translation,treatment} "
+                      "--workdir W [--config run.toml] [options]"),
+    "predict": (_predict, "predict new inputs with a trained run, any task: medjax predict --workdir W INPUT... "
+                          "[--coverage 0.9] [--output out.csv]"),
+    "recommend": (_recommend, "rank drugs for one patient of an OMOP database: medjax recommend --workdir W "
+                              "--person-id P"),
+    "translate": (_translate, "translate sentences (or stdin) with a trained run: medjax translate --workdir W "
+                              "[TEXT ...]"),
+    "report": (_report, "a run's results; --html: one self-contained page with figures: medjax report --workdir W "
+                        "--html"),
+    "explain": (_explain, "attribution maps of a run's examples as PNG/HTML: medjax explain --workdir W --index i "
+                          "--method m"),
+    "export": (_export, "the model for deployment: StableHLO (--format stablehlo), npz, --int8: medjax export "
+                        "--workdir W"),
+    "evaluate": (lambda argv: _workdir_command("evaluate", argv), "reload a run's best checkpoint and score its test "
+                                                                  "split: medjax evaluate --workdir W"),
+    "plot": (lambda argv: _workdir_command("plot", argv), "draw learning curves, ROC curves and confusion matrix as "
+                                                          "PNG: medjax plot --workdir W"),
+    "keywords": (lambda argv: _workdir_command("keywords", argv), "rank a document's tokens with a trained attention "
+                                                                  "classifier: medjax keywords --workdir W TEXT"),
+    "bench": (_bench, "time medjax against PyTorch: medjax bench [--help]"),
 }
 
 
 def _run(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: medjax [--debug] <command> ...\n\ncommands:")
-        for name, text in COMMANDS.items():
+        for name, (_, text) in COMMANDS.items():
             print(f"  {name:<9} {text}")
         print("\n--debug shows the traceback of an error instead of its one-line message")
         return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         raise ConfigError(None, f"expected a command among {', '.join(COMMANDS)}, got {command!r}")
-    if command == "train":
-        return _train(rest)
-    if command == "bench":
-        return _bench(rest)
-    if command == "predict":
-        return _predict(rest)
-    if command == "recommend":
-        return _recommend(rest)
-    if command == "translate":
-        return _translate(rest)
-    if command == "report":
-        return _report(rest)
-    if command == "explain":
-        return _explain(rest)
-    if command == "export":
-        return _export(rest)
-    return _workdir_command(command, rest)
+    return COMMANDS[command][0](rest)
 
 
 def main(argv: list[str] | None = None) -> int:

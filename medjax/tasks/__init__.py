@@ -1,8 +1,11 @@
-"""Tasks: each module supplies data, a model, a loss and metrics to the one loop (`medjax.train.loop`).
+"""Tasks: each module supplies a data side and a model side to the one loop (`medjax.train.loop`) and to `medjax.load`.
 
-A task module provides `Config` (a frozen dataclass extending `medjax.train.config.TrainConfig`) and
-`build_task(config) -> medjax.train.task.Task`. A task that labels new inputs (`medjax predict <task>`) also provides
-`add_predict_arguments(parser)` (its flags beside ``--workdir``) and `predict_main(args)`.
+The data side, `build_task(config, meta=None) -> medjax.train.task.Task`, reads the data, splits it and derives from
+train what the model needs (``Task.meta``: vocabularies, class names, target statistics), or takes a run's saved
+``meta`` instead of deriving it again. The model side works from ``(config, meta)`` alone, without data:
+`build_model`, `inference` (the predict the loop and a loaded run both use), `encode` (inputs in their natural form
+to a split), `decode` (predictions to columns) and `read_inputs` (the command line's strings to inputs). A module
+also provides `Config` (a frozen dataclass extending `medjax.train.config.TrainConfig`).
 """
 
 from __future__ import annotations
@@ -11,14 +14,12 @@ import importlib
 import json
 import pathlib
 
-from medjax.errors import ConfigError, DataError, UserError
+from medjax.errors import ConfigError
 
 # Task name on the command line -> module. Imported lazily so `medjax --help` stays fast.
 TASKS = {"medmnist": "medjax.tasks.medmnist", "ner": "medjax.tasks.ner", "textclf": "medjax.tasks.textclf",
          "ecg": "medjax.tasks.ecg", "molecules": "medjax.tasks.molecules", "treatment": "medjax.tasks.treatment",
          "translation": "medjax.tasks.translation"}
-# The tasks whose module has `add_predict_arguments` and `predict_main` (`medjax predict <task>`).
-PREDICTORS = ("ecg", "molecules")
 
 
 def task_module(name: str):
@@ -28,25 +29,21 @@ def task_module(name: str):
 
 
 def load_workdir(workdir: str | pathlib.Path):
-    """Rebuilds `(task, config)` of a finished or interrupted run from its `config.json`.
+    """Rebuilds `(task, config)` of a run from its ``config.json``, its data side from the run's data with the run's
+    saved ``meta.json`` (so the ids are the ones it was trained with): for what needs the data (`medjax evaluate`,
+    `explain`, int8 scoring). Reads the data; writes nothing. To use a model without its data: `medjax.load`.
 
     A field the saved config lacks (the run predates it) takes the value that reproduces how the run was made.
     """
     from medjax.train.config import from_mapping
+    from medjax.train.workdir import read_meta, read_run_config
 
-    path = pathlib.Path(workdir) / "config.json"
-    if not path.is_file():
-        raise UserError(workdir, "expected the work folder of a `medjax train` run, found no config.json")
-    try:
-        saved = json.loads(path.read_text())
-        name, fields = saved["task"], dict(saved["config"])
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
-        raise DataError(path, f"expected the config.json of a run, got unreadable contents ({err})") from None
+    name, fields = read_run_config(workdir)
     module = task_module(name)
     # The folder as given now: the run may have been moved, or started from another working directory.
     fields["workdir"] = str(workdir)
-    config = from_mapping(module.Config, fields, str(path), saved=True)
-    return module.build_task(config), config
+    config = from_mapping(module.Config, fields, str(pathlib.Path(workdir) / "config.json"), saved=True)
+    return module.build_task(config, read_meta(workdir)), config
 
 
 def task_of_workdir(workdir: str | pathlib.Path) -> str | None:

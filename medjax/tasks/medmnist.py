@@ -26,9 +26,11 @@ import numpy as np
 from medjax.data import medmnist
 from medjax.data.download import file_md5
 from medjax.data.splits import ArraySplit
+from medjax.errors import DataError
 from medjax.metrics.classification import medmnist_acc, medmnist_auc
 from medjax.nn.conv import TutorialCNN
 from medjax.nn.resnet import ResNet18, ResNet50
+from medjax.tasks.common import carried, class_columns, conformal_columns
 from medjax.train import losses
 from medjax.train.batching import ArraySpec
 from medjax.train.config import TrainConfig, option
@@ -104,10 +106,11 @@ def loss(logits: jax.Array, batch: Batch, task_type: str):
 
 
 def predict(logits: jax.Array, batch: Batch, task_type: str) -> dict[str, jax.Array]:
-    """``{"scores": f32[batch, classes] probabilities, "labels": batch["label"]}``, as MedMNIST scores them."""
+    """``{"scores": f32[batch, classes] probabilities}`` (sigmoid per label for multi-label sets), with the batch's
+    ``labels`` when it has them, as MedMNIST scores them."""
     multi_label = task_type == medmnist.MULTI_LABEL
     scores = jax.nn.sigmoid(logits) if multi_label else jax.nn.softmax(logits, axis=-1)
-    return {"scores": scores, "labels": batch["label"]}
+    return {"scores": scores, **carried(batch)}
 
 
 def score(predictions: dict[str, np.ndarray], task_type: str) -> dict[str, float]:
@@ -116,7 +119,17 @@ def score(predictions: dict[str, np.ndarray], task_type: str) -> dict[str, float
     return {"auc": medmnist_auc(labels, scores, task_type), "acc": medmnist_acc(labels, scores, task_type)}
 
 
-def build_task(config: Config) -> Task:
+def build_model(config: Config, meta: dict) -> nn.Module:
+    """The network named by ``config.model``, scaling uint8 images inside the jitted step."""
+    backbone = MODELS[config.model](num_classes=meta["num_classes"])
+    return FromBatch(NormalizedImages(backbone, config.pixel_mean, config.pixel_std), ("image",))
+
+
+def inference(config: Config, meta: dict):
+    return FromOutputs(functools.partial(predict, task_type=meta["task_type"]))
+
+
+def build_task(config: Config, meta: dict | None = None) -> Task:
     """Loads ``config.dataset`` (from ``config.data_dir`` or the download cache) and assembles the task.
 
     Raises:
@@ -129,7 +142,8 @@ def build_task(config: Config) -> Task:
     multi_label = entry.task == medmnist.MULTI_LABEL
     label_spec = (ArraySpec("i", rank=2, low=0, high=2) if multi_label
                   else ArraySpec("i", rank=1, low=0, high=entry.num_classes))
-    backbone = MODELS[config.model](num_classes=entry.num_classes)
+    meta = meta or {"task_type": entry.task, "class_names": list(entry.class_names), "num_classes": entry.num_classes,
+                    "size": config.size, "n_channels": entry.n_channels}
     describe = {
         "dataset": entry.name, "task_type": entry.task, "size": config.size, "n_channels": entry.n_channels,
         "n_samples": dict(entry.n_samples), "class_names": list(entry.class_names),
@@ -139,14 +153,65 @@ def build_task(config: Config) -> Task:
     }
     return Task(
         name="medmnist",
-        model=FromBatch(NormalizedImages(backbone, config.pixel_mean, config.pixel_std), ("image",)),
+        model=build_model(config, meta),
         splits={name: ArraySplit({"image": split.images, "label": split.labels}, fill_last=name == "train")
                 for name, split in data.items()},
         loss=functools.partial(loss, task_type=entry.task),
-        predict=FromOutputs(functools.partial(predict, task_type=entry.task)),
+        predict=inference(config, meta),
         score=functools.partial(score, task_type=entry.task),
         select_metric="auc",
         describe=describe,
         class_names=entry.class_names,
         batch_spec={"image": ArraySpec("i", rank=4, low=0, high=256), "label": label_spec},
+        meta=meta,
     )
+
+
+def read_inputs(arguments: list[str]) -> list[str]:
+    """`medjax predict`'s arguments: image files (PNG, JPEG, anything Pillow opens)."""
+    return arguments
+
+
+def encode(config: Config, meta: dict, inputs) -> ArraySplit:
+    """Images as the model's batches: ``u8[n, h, w(, c)]`` at the run's size, or image files, which are converted to
+    the run's channels and resized (bicubic, as MedMNIST made its sets) to ``size × size``."""
+    size, channels = meta["size"], meta["n_channels"]
+    if isinstance(inputs, (str, pathlib.Path)) or (isinstance(inputs, (list, tuple)) and inputs
+                                                   and isinstance(inputs[0], (str, pathlib.Path))):
+        images = read_images([inputs] if isinstance(inputs, (str, pathlib.Path)) else inputs, size, channels)
+    else:
+        images = np.asarray(inputs)
+        if images.dtype != np.uint8:
+            raise DataError(None, f"expected uint8 images (0-255), got dtype {images.dtype}")
+        if images.ndim == 3 and channels == 1:
+            images = images[..., None]
+        if images.ndim != 4 or images.shape[1:] != (size, size, channels):
+            raise DataError(None, f"expected images u8[n, {size}, {size}{'' if channels == 1 else ', 3'}] (the run's "
+                                  f"size), got shape {tuple(np.shape(inputs))}")
+    return ArraySplit({"image": images, "index": np.arange(len(images), dtype=np.int32)})
+
+
+def read_images(paths, size: int, channels: int) -> np.ndarray:
+    """u8[n, size, size, channels] from image files; a file Pillow cannot read is named in one line."""
+    from PIL import Image, UnidentifiedImageError
+
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image = image.convert("L" if channels == 1 else "RGB")
+                if image.size != (size, size):
+                    image = image.resize((size, size), Image.Resampling.BICUBIC)
+                images.append(np.asarray(image, np.uint8).reshape(size, size, channels))
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            if isinstance(err, FileNotFoundError):
+                raise
+            raise DataError(path, f"expected an image file (PNG, JPEG, ...), got unreadable contents ({err})") from None
+    return np.stack(images)
+
+
+def decode(config: Config, meta: dict, predictions: dict, inputs, coverage: float | None = None) -> dict:
+    """``probabilities`` f32[n, classes], ``label`` and ``class`` (and ``set`` with ``coverage``)."""
+    multi_label = meta["task_type"] == medmnist.MULTI_LABEL
+    columns = class_columns(predictions["scores"], meta["class_names"], multi_label)
+    return columns | conformal_columns(config.workdir, coverage, predictions["scores"], meta["class_names"])

@@ -1,13 +1,15 @@
 """Orbax checkpoints of a run: the latest epoch (to resume) and the best epoch (to report), each kept once.
 
-A checkpoint holds the arrays of the train state (params, opt_state, other collections, step) and the run's key, plus a
-JSON record of where the loop stands: epochs completed (the data order of the next epoch follows from it and the
+A checkpoint holds two items of arrays, kept apart so that using a model never reads its training state (as Flax's
+gemma checkpoints do): ``model`` (params and the other collections: all that inference needs) and ``train`` (optimizer
+state, step and the run's key); plus a JSON record of where the loop stands: epochs completed (the data order of the next epoch follows from it and the
 seed), optimizer steps, the best epoch so far and its validation metrics, and the wall time spent. Orbax writes each
 checkpoint into a temporary folder and renames it when complete, so a run killed mid-write leaves the previous one
 intact. Two latest checkpoints are kept: if the newest cannot be read (a disk that lost part of it), the run resumes
 from the one before and says so.
 
-Layout: ``<workdir>/checkpoints/latest/<epoch>/`` and ``<workdir>/checkpoints/best/<epoch>/``.
+Layout: ``<workdir>/checkpoints/latest/<epoch>/{model,train,record}`` and ``<workdir>/checkpoints/best/<epoch>/...``.
+Runs made before the split hold one ``arrays`` item instead; both layouts are read (`restore_model`, `RunCheckpoints`).
 
 Example:
   >>> with RunCheckpoints(workdir / "checkpoints") as checkpoints:
@@ -26,21 +28,60 @@ import orbax.checkpoint as ocp
 from medjax.train.state import TrainState
 
 
-def _arrays(state: TrainState, rng: jax.Array) -> dict[str, Any]:
-    return {
-        "params": state.params,
-        "opt_state": state.opt_state,
-        "collections": state.collections,
-        "step": state.step,
-        "rng": rng,
-    }
+def _model_arrays(state: TrainState) -> dict[str, Any]:
+    return {"params": state.params, "collections": state.collections}
 
 
-def _manager(directory: pathlib.Path, keep: int) -> ocp.CheckpointManager:
+def _train_arrays(state: TrainState, rng: jax.Array) -> dict[str, Any]:
+    return {"opt_state": state.opt_state, "step": state.step, "rng": rng}
+
+
+def _manager(directory: pathlib.Path, keep: int, read_only: bool = False) -> ocp.CheckpointManager:
     # Synchronous writes: the next training step donates the state's buffers, and an epoch-end save is short next
     # to an epoch.
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only, read_only=read_only,
+                                           enable_async_checkpointing=False)
     return ocp.CheckpointManager(directory.absolute(), options=options)
+
+
+def _is_old_layout(manager: ocp.CheckpointManager, epoch: int) -> bool:
+    """Whether the checkpoint of ``epoch`` predates the model/train split (one ``arrays`` item)."""
+    return (pathlib.Path(manager.directory) / str(epoch) / "arrays").is_dir()
+
+
+def restore_model(directory: str | pathlib.Path, which: str = "best", abstract: Any = None) -> tuple[Any, dict]:
+    """The ``model`` item (``{"params", "collections"}``) of a run's best or latest checkpoint, and its record;
+    opens the folder read-only and never reads the optimizer state (except from a run made before the split, whose
+    single item is read whole and cut).
+
+    Args:
+      directory: ``<workdir>/checkpoints``.
+      which: ``"best"`` or ``"latest"``.
+      abstract: the structure to restore into (``jax.ShapeDtypeStruct`` leaves with shardings); None: as saved.
+
+    Raises:
+      FileNotFoundError: no checkpoint of that kind.
+    """
+    folder = pathlib.Path(directory) / which
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no {which} checkpoint under {directory}")
+    manager = _manager(folder, keep=2, read_only=True)
+    try:
+        epoch = manager.latest_step()
+        if epoch is None:
+            raise FileNotFoundError(f"no {which} checkpoint under {directory}")
+        if _is_old_layout(manager, epoch):
+            restored = manager.restore(epoch, args=ocp.args.Composite(arrays=ocp.args.StandardRestore(),
+                                                                      record=ocp.args.JsonRestore()))
+            arrays = restored["arrays"]
+            model = {"params": arrays["params"], "collections": arrays.get("collections") or {}}
+        else:
+            restored = manager.restore(epoch, args=ocp.args.Composite(model=ocp.args.StandardRestore(abstract),
+                                                                      record=ocp.args.JsonRestore()))
+            model = restored["model"]
+        return model, dict(restored["record"])
+    finally:
+        manager.close()
 
 
 class RunCheckpoints:
@@ -71,9 +112,9 @@ class RunCheckpoints:
           record: JSON-serialisable facts about the loop's position; must hold ``epoch`` (epochs completed, >= 1).
           is_best: whether this epoch is the best so far on the validation metric.
         """
-        args = ocp.args.Composite(
-            arrays=ocp.args.StandardSave(_arrays(state, rng)), record=ocp.args.JsonSave(record)
-        )
+        args = ocp.args.Composite(model=ocp.args.StandardSave(_model_arrays(state)),
+                                  train=ocp.args.StandardSave(_train_arrays(state, rng)),
+                                  record=ocp.args.JsonSave(record))
         # Best first: a run killed between the two writes resumes from the previous latest, redoes this epoch and
         # finds its best checkpoint already there (the same arrays: the run is deterministic), which it replaces.
         managers = (self._best, self._latest) if is_best else (self._latest,)
@@ -112,13 +153,16 @@ class RunCheckpoints:
 
     @staticmethod
     def _restore(manager: ocp.CheckpointManager, epoch: int, state: TrainState, rng: jax.Array):
-        restored = manager.restore(
-            epoch,
-            args=ocp.args.Composite(
-                arrays=ocp.args.StandardRestore(_arrays(state, rng)), record=ocp.args.JsonRestore()
-            ),
-        )
-        arrays = restored["arrays"]
+        if _is_old_layout(manager, epoch):
+            restored = manager.restore(epoch, args=ocp.args.Composite(
+                arrays=ocp.args.StandardRestore({**_model_arrays(state), **_train_arrays(state, rng)}),
+                record=ocp.args.JsonRestore()))
+            arrays = restored["arrays"]
+        else:
+            restored = manager.restore(epoch, args=ocp.args.Composite(
+                model=ocp.args.StandardRestore(_model_arrays(state)),
+                train=ocp.args.StandardRestore(_train_arrays(state, rng)), record=ocp.args.JsonRestore()))
+            arrays = {**restored["model"], **restored["train"]}
         state = state.replace(
             step=arrays["step"],
             params=arrays["params"],

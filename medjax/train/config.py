@@ -152,6 +152,9 @@ class TrainConfig:
                                             "is calibrated to it", above=0.0)
     dp_delta: float = option(1e-5, "DP-SGD: delta, below 1/(training examples)", above=0.0)
     dp_clip: float = option(1.0, "DP-SGD: each example's gradient is clipped to this L2 norm", above=0.0)
+    overwrite: bool = option(False, "train in a work folder that holds files of something else (another task, "
+                                    "another config, not a medjax run): move them aside into <workdir>/previous-<n>/ "
+                                    "first; nothing is deleted")
 
     def __post_init__(self):
         _check(self)
@@ -159,7 +162,7 @@ class TrainConfig:
 
 # Fields a resumed run may change: where the files go, what is printed, and the device count (a preempted job may
 # resume on another machine; the numbers then agree to float rounding rather than bit for bit).
-RESUMABLE_CHANGES = frozenset({"workdir", "log_every", "progress", "num_devices", "tensorboard"})
+RESUMABLE_CHANGES = frozenset({"workdir", "log_every", "progress", "num_devices", "tensorboard", "overwrite"})
 
 
 def from_mapping(cls, values: Mapping[str, Any], source: str, *, saved: bool = False):

@@ -22,7 +22,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
 import os
@@ -38,13 +37,14 @@ from jax.sharding import Mesh
 import medjax
 from medjax.errors import ConfigError, UserError
 from medjax.metrics import calibration
-from medjax.train import batching, ensemble, metrics, optim, privacy, sharding, steps
+from medjax.train import batching, ensemble, evaluation, metrics, optim, ownership, privacy, sharding, steps
 from medjax.train.checkpoint import RunCheckpoints
-from medjax.train.config import RESUMABLE_CHANGES, TrainConfig, as_json, from_mapping
+from medjax.train.config import TrainConfig, as_json
 from medjax.train.progress import ProgressReporter, format_metrics
 from medjax.train.state import TrainState, init_train_state
 from medjax.train.tensorboard import EventLog
 from medjax.train.task import Task
+from medjax.train.workdir import batch_spec, flat_arrays, npz_bytes, write_atomically, write_meta
 
 
 class TrainingDiverged(UserError, FloatingPointError):
@@ -60,6 +60,7 @@ class _Run:
     dp: privacy.DPPlan | None = None
     members: int = 1
     how: str = "map"
+    init_batch: dict = dataclasses.field(default_factory=dict)
 
 
 def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: int | None = None) -> dict | None:
@@ -83,14 +84,14 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
     wall_start = time.perf_counter()
     _check_task(task)
     workdir = pathlib.Path(config.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    run = _setup(task, config)  # every option and the data checked before anything is written
+    ownership.claim(workdir, config, task_name)
     metrics_path = workdir / "metrics.jsonl"
-    run = _setup(task, config)
     reporter = ProgressReporter(config.epochs, run.steps_per_epoch, config.log_every, config.progress)
     with RunCheckpoints(workdir / "checkpoints", say=reporter.line) as checkpoints:
         resuming = checkpoints.latest_epoch() is not None
-        if resuming:
-            _check_same_run(workdir, config, task_name)
+        if not resuming or not (workdir / "meta.json").exists():
+            write_meta(workdir, {**task.meta, "init_batch": run.init_batch})
         state, rng = run.state, run.rng
         record: dict[str, Any] = {"epoch": 0, "step": 0, "best_epoch": None, "best_value": None, "best_val": {}}
         record["wall_seconds"] = 0.0
@@ -150,6 +151,10 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
         best_state, _, best_record = checkpoints.restore_best(state, rng)
         test_predictions = predict_split(best_state, task, "test", config.eval_batch_size, run.mesh,
                                              run.members, run.how)
+        val_predictions = predict_split(best_state, task, "val", config.eval_batch_size, run.mesh, run.members,
+                                        run.how)
+    ensembled = (lambda p: p["ensemble"]) if run.members > 1 else (lambda p: p)
+    calibration = evaluation.calibrate(workdir, ensembled(val_predictions), ensembled(test_predictions))
     results = {
         "task": task_name,
         "select_metric": task.select_metric,
@@ -158,12 +163,11 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
             "dp_noise_multiplier": run.dp.noise_multiplier} if run.dp else {}),
         **_prefixed("val", best_record["best_val"]),
         **_prefixed("test", _score(task, test_predictions, "test")),
+        **_prefixed("test", calibration),
         "wall_seconds": earlier_wall + time.perf_counter() - wall_start,
     }
-    buffer = io.BytesIO()
     saved = test_predictions["ensemble"] if run.members > 1 else test_predictions
-    np.savez(buffer, **_flat_arrays(saved))
-    write_atomically(workdir / "predictions_test.npz", buffer.getvalue())
+    write_atomically(workdir / "predictions_test.npz", npz_bytes(flat_arrays(saved)))
     # Last: a results.json is the mark of a finished run.
     if events:
         events.scalars(record["step"], {k.removeprefix("test_"): v for k, v in results.items()
@@ -245,7 +249,7 @@ def _setup(task: Task, config: TrainConfig) -> _Run:
         privacy.check_model(state)
     how = ensemble.choose_strategy(state, first, rng, task.loss, task.rng_streams) if config.ensemble > 1 else ""
     return _Run(mesh, sharding.replicate(state, mesh), sharding.replicate(rng, mesh), steps_per_epoch, dp,
-                config.ensemble, how)
+                config.ensemble, how, batch_spec(first))
 
 
 def _train_epoch(state, rng, task, config, run, epoch, step, reporter, events=None):
@@ -325,26 +329,7 @@ def predict_split(state: TrainState, task: Task, split_name: str, batch_size: in
         else:
             outputs.append(steps.eval_step(state, sharded, task.predict))
         masks.append(batch["example_mask"])
-    outputs = sharding.to_host(outputs)
-    axis = 1 if members > 1 else 0
-
-    def join(*leaves):
-        kept = []
-        for leaf, mask in zip(leaves, masks):
-            if leaf.ndim <= axis or leaf.shape[axis] != len(mask):
-                raise ValueError(
-                    f"task.predict must return arrays with a leading batch axis of {len(mask)}; got shape {leaf.shape}"
-                )
-            kept.append(np.compress(mask, leaf, axis=axis))
-        # Splits bucketed by length give [batch, time] outputs whose time differs per batch: right-pad with -1
-        # (no class, no token), which scorers read as padding.
-        widest = np.max([k.shape[axis + 1:] for k in kept], axis=0) if kept[0].ndim > axis + 1 else ()
-        fill = -1 if kept[0].dtype.kind in "iu" else 0
-        kept = [np.pad(k, [(0, 0)] * (axis + 1) + [(0, w - s) for s, w in zip(k.shape[axis + 1:], widest)],
-                       constant_values=fill) for k in kept]
-        return np.concatenate(kept, axis=axis)
-
-    predictions = jax.tree_util.tree_map(join, *outputs)
+    predictions = evaluation.concatenate(sharding.to_host(outputs), masks, axis=1 if members > 1 else 0)
     if members > 1:
         combine = task.combine or ensemble.mean_probabilities
         return {"ensemble": combine(predictions), "members": predictions}
@@ -385,41 +370,6 @@ def _prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
 def _json_value(value: Any) -> Any:
     value = np.asarray(value)
     return value.item() if value.ndim == 0 else value.tolist()
-
-
-def _flat_arrays(tree: Any) -> dict[str, np.ndarray]:
-    """A pytree of arrays as ``{"a/b": array}``, the form `np.savez` takes; a dict's keys are kept as they are."""
-    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    named = {}
-    for path, leaf in leaves:
-        name = "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
-        named[name or "predictions"] = np.asarray(leaf)
-    return named
-
-
-def write_atomically(path: pathlib.Path, contents: str | bytes) -> None:
-    """Writes ``path`` through a temporary file and a rename: a kill leaves the old file or the new, never half."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("wb") as f:
-        f.write(contents.encode() if isinstance(contents, str) else contents)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
-
-
-def _check_same_run(workdir: pathlib.Path, config: TrainConfig, task_name: str) -> None:
-    path = workdir / "config.json"
-    if not path.exists():
-        return
-    saved = json.loads(path.read_text())
-    before = as_json(from_mapping(type(config), saved["config"], str(path), saved=True))
-    current = as_json(config)
-    changed = sorted(name for name in current if name not in RESUMABLE_CHANGES and current[name] != before[name])
-    if saved.get("task") != task_name or changed:
-        details = [f"task {saved.get('task')!r} -> {task_name!r}"] if saved.get("task") != task_name else []
-        details += [f"{name} {before[name]!r} -> {current[name]!r}" for name in changed]
-        raise ConfigError(workdir, f"holds a run with a different config ({'; '.join(details)}): resume it with its "
-                                   f"own config or train in a new workdir")
 
 
 def _write_config(workdir: pathlib.Path, task: Task, config: TrainConfig, task_name: str) -> None:

@@ -91,6 +91,9 @@ class Task:
       class_names: names of the classes, in label order (used by plots).
       batch_spec: ``{key: medjax.train.batching.ArraySpec}``: what the batch entries must be (dtype kind, rank,
         value range); the loop checks every batch on the host. Without it the loop only rejects NaN and inf.
+      meta: what the model side needs at inference, JSON values (vocabularies, class and tag names, target mean and
+        sd, buckets): derived from the training split when a run starts, written once to ``meta.json`` and handed
+        back to the task's ``build_model``, ``encode`` and ``decode`` when the run is loaded (`medjax.load`).
       combine: ``combine(stacked) -> predictions`` for ensembles: the members' predictions (each leaf with a leading
         member axis) made into the ensemble's; None: mean class probabilities (`medjax.train.ensemble`).
     """
@@ -107,3 +110,4 @@ class Task:
     class_names: Sequence[str] = ()
     batch_spec: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     combine: Callable[[Any], Any] | None = None
+    meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)

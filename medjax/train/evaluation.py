@@ -1,0 +1,60 @@
+"""Predictions over a whole split, gathered on the host: what the loop scores and what a loaded run returns."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+from medjax.metrics import conformal
+
+
+def concatenate(outputs: Sequence[Any], masks: Sequence[np.ndarray], axis: int = 0) -> Any:
+    """Per-batch prediction pytrees (host arrays) joined along the batch ``axis``, padding rows (False in ``masks``)
+    dropped. Batches bucketed by length give ``[batch, time]`` leaves whose time differs per batch: they are
+    right-padded with -1 (no class, no token) or 0 for floats, which scorers read as padding."""
+
+    def join(*leaves):
+        kept = []
+        for leaf, mask in zip(leaves, masks):
+            if leaf.ndim <= axis or leaf.shape[axis] != len(mask):
+                raise ValueError(
+                    f"task.predict must return arrays with a leading batch axis of {len(mask)}; got shape {leaf.shape}"
+                )
+            kept.append(np.compress(mask, leaf, axis=axis))
+        widest = np.max([k.shape[axis + 1:] for k in kept], axis=0) if kept[0].ndim > axis + 1 else ()
+        fill = -1 if kept[0].dtype.kind in "iu" else 0
+        kept = [np.pad(k, [(0, 0)] * (axis + 1) + [(0, w - s) for s, w in zip(k.shape[axis + 1:], widest)],
+                       constant_values=fill) for k in kept]
+        return np.concatenate(kept, axis=axis)
+
+    return jax.tree_util.tree_map(join, *outputs)
+
+
+def in_input_order(predictions: dict[str, np.ndarray], count: int) -> dict[str, np.ndarray]:
+    """``predictions`` (with an ``index`` entry: each row's input position) reordered to input order; checks that
+    every input came back once."""
+    order = np.argsort(np.asarray(predictions["index"]), kind="stable")
+    if not np.array_equal(np.asarray(predictions["index"])[order], np.arange(count)):
+        raise ValueError(f"expected one prediction per input (0..{count - 1}), got indices {predictions['index']}")
+    return {key: np.asarray(value)[order] for key, value in predictions.items()}
+
+
+def calibrate(workdir: pathlib.Path, val: Any, test: Any, coverage: float = 0.9) -> dict[str, float]:
+    """Writes ``<workdir>/conformal.json`` (the validation split's nonconformity scores, what ``predict --coverage``
+    reads) for classification and regression runs, and returns the test split's empirical coverage and mean set size
+    (interval width) at ``coverage``; nothing for other tasks."""
+    from medjax.train.workdir import write_atomically
+
+    scored = conformal.nonconformity(val)
+    if scored is None:
+        return {}
+    method, scores = scored
+    write_atomically(workdir / "conformal.json", json.dumps({"method": method, "scores": np.sort(scores).tolist()}))
+    q = conformal.threshold(scores, coverage)
+    percent = round(100 * coverage)
+    return {f"conformal_coverage_{percent}": float(np.mean(conformal.covered(method, test, q))),
+            f"conformal_size_{percent}": conformal.size(method, test, q)}
