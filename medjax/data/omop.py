@@ -25,13 +25,15 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import pathlib
+import re
 from typing import Any, Sequence
 
 import numpy as np
 
-from medjax.errors import ConfigError, DataError, MissingPath
+from medjax.errors import ConfigError, DataError, MissingPath, where
 
 DOMAINS = ("visit", "condition", "procedure", "measurement", "drug")
 VISIT, CONDITION, PROCEDURE, MEASUREMENT, DRUG = range(len(DOMAINS))
@@ -52,6 +54,30 @@ EVENTS_SQL = "\nUNION ALL\n".join(
     f"WHERE {TABLES[t][1]} IS NOT NULL AND {TABLES[t][2]} IS NOT NULL" for d, t in enumerate(_EVENT_TABLES))
 PERSON_SQL = "SELECT person_id, year_of_birth, gender_concept_id FROM person"
 CONCEPT_SQL = "SELECT concept_id, concept_name FROM concept"
+# Columns that must hold a value in every row (the others may be empty: such events are skipped, a gender is 0).
+_REQUIRED = {("person", "year_of_birth"), ("concept", "concept_id")} | {(t, "person_id") for t in TABLES}
+
+
+def _kind(column: str) -> str | None:
+    """What a column the reader selects holds: ``"date"``, ``"integer"`` or None (a name: anything)."""
+    if column.endswith("_date"):
+        return "date"
+    return "integer" if column.endswith("_id") or column == "year_of_birth" else None
+
+
+_EXPECTED = {"date": "a date YYYY-MM-DD", "integer": "an integer"}
+
+
+def _parses(value: Any, kind: str) -> bool:
+    """Whether ``value`` converts as `read_history` converts that kind (``np.int64``, ``datetime64[D]``)."""
+    try:
+        if kind == "date":
+            np.datetime64(str(value)[:10], "D")
+            return not isinstance(value, (int, float))
+        number = float(value) if isinstance(value, str) else value
+        return float(number).is_integer() and abs(float(number)) < 2 ** 63
+    except (ValueError, TypeError, OverflowError):
+        return False
 
 
 def eunomia_path() -> pathlib.Path:
@@ -67,8 +93,8 @@ def eunomia_path() -> pathlib.Path:
 class Database:
     """A read-only connection: DuckDB or SQLAlchemy behind ``tables()``, ``columns(table)`` and ``query(sql)``."""
 
-    def __init__(self, place: str, duck=None, engine=None):
-        self.place, self._duck, self._engine = place, duck, engine
+    def __init__(self, place: str, duck=None, engine=None, csv_files: dict[str, pathlib.Path] | None = None):
+        self.place, self._duck, self._engine, self._csv_files = place, duck, engine, csv_files
 
     def tables(self) -> set[str]:
         if self._duck is not None:
@@ -85,7 +111,14 @@ class Database:
 
     def query(self, sql: str) -> list[tuple]:
         if self._duck is not None:
-            return self._duck.execute(sql).fetchall()
+            if self._csv_files is None:
+                return self._duck.execute(sql).fetchall()
+            import duckdb
+            try:
+                return self._duck.execute(sql).fetchall()
+            except duckdb.Error as err:  # a value past the rows DuckDB sniffed the column types from
+                raise self.first_bad_value() or DataError(self.place, f"expected OMOP CSV exports DuckDB reads, "
+                                                                      f"got {str(err).splitlines()[0]}") from None
         import sqlalchemy
         with self._engine.connect() as connection:
             return [tuple(row) for row in connection.execute(sqlalchemy.text(sql)).fetchall()]
@@ -99,8 +132,61 @@ class Database:
                                             f"{', '.join(sorted(present)) or 'none'})")
             missing = [c for c in needed if c not in self.columns(table)]
             if missing:
-                raise DataError(f"{self.place}: {table}", f"expected columns {', '.join(needed)}, got no "
-                                                          f"{', '.join(missing)}")
+                place = self._csv_files[table] if self._csv_files else f"{self.place}: {table}"
+                raise DataError(place, f"expected columns {', '.join(needed)}, got no {', '.join(missing)}")
+        if self._csv_files:
+            self._check_csv_types()
+
+    def _check_csv_types(self) -> None:
+        """Names the first cell of a CSV export that is no integer or date where the reader needs one: DuckDB
+        then reads that whole column as text."""
+        for table, path in self._csv_files.items():
+            types = {row[0].lower(): str(row[1]).upper() for row in self._duck.execute(f"DESCRIBE {table}").fetchall()}
+            for column in TABLES[table]:
+                kind, found = _kind(column), types.get(column, "")
+                fine = (kind is None or kind == "integer" and found.endswith("INT") or found in ("INTEGER", "NULL")
+                        or kind == "date" and (found == "DATE" or found.startswith("TIMESTAMP")))
+                if not fine:
+                    error = _first_bad_cell(path, table)
+                    if error is not None:
+                        raise error
+
+    def first_bad_value(self) -> DataError | None:
+        """The first cell of the CSV exports that the reader cannot convert (file, line, column), if any."""
+        for table, path in (self._csv_files or {}).items():
+            error = _first_bad_cell(path, table)
+            if error is not None:
+                return error
+        return None
+
+
+def _first_bad_cell(path: pathlib.Path, table: str) -> DataError | None:
+    """The first cell of one CSV export, in a column `TABLES` names, that is empty where it must not be or that
+    does not convert to its `_kind`, as a `DataError` naming the file, line and column."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = [name.strip().lower() for name in next(reader, [])]
+            checks = [(header.index(c), c, _kind(c), (table, c) in _REQUIRED) for c in TABLES[table] if c in header]
+            for row in reader:
+                if not any(cell.strip() for cell in row):
+                    continue
+                for index, column, kind, required in checks:
+                    value = row[index].strip() if index < len(row) else ""
+                    if not value:
+                        if required:
+                            return DataError(where(path, reader.line_num),
+                                             f"column {column}: expected {_EXPECTED.get(kind, 'a value')}, got an "
+                                             f"empty cell")
+                        continue
+                    if kind is not None and not _parses(value, kind):
+                        return DataError(where(path, reader.line_num),
+                                         f"column {column}: expected {_EXPECTED[kind]}, got {value[:40]!r}")
+    except UnicodeDecodeError as err:
+        return DataError(path, f"expected UTF-8 text, got byte 0x{err.object[err.start]:02x} at offset {err.start}")
+    except csv.Error as err:
+        return DataError(path, f"expected CSV, got {err}")
+    return None
 
 
 def open_database(data_dir: str | pathlib.Path | None = None, database: str | None = None) -> Database:
@@ -112,7 +198,8 @@ def open_database(data_dir: str | pathlib.Path | None = None, database: str | No
         import duckdb
         path = pathlib.Path(data_dir) if data_dir else eunomia_path()
         if path.is_dir():
-            db = Database(str(path), duck=_csv_views(duckdb, path))
+            connection, csv_files = _csv_views(duckdb, path)
+            db = Database(str(path), duck=connection, csv_files=csv_files)
         elif not path.exists():
             raise MissingPath(path, "expected a .duckdb file or a folder of OMOP CSV exports, got no such path")
         else:
@@ -126,30 +213,67 @@ def open_database(data_dir: str | pathlib.Path | None = None, database: str | No
 
 def _csv_views(duckdb, folder: pathlib.Path):
     files = {p.name.lower(): p for p in folder.iterdir()}
-    connection = duckdb.connect(":memory:")
+    connection, found = duckdb.connect(":memory:"), {}
     for table in TABLES:
         path = files.get(f"{table}.csv")
         if path is None:
             raise MissingPath(folder / f"{table}.csv", f"expected the OMOP table {table} as a CSV export, got no "
                                                        f"such file")
         quoted = str(path).replace("'", "''")
-        connection.execute(f"CREATE VIEW {table} AS SELECT * FROM read_csv_auto('{quoted}', header = true)")
-    return connection
+        try:
+            connection.execute(f"CREATE VIEW {table} AS SELECT * FROM read_csv_auto('{quoted}', header = true)")
+        except duckdb.Error as err:
+            raise _first_bad_cell(path, table) or DataError(path, f"expected an OMOP CSV export, got "
+                                                                  f"{str(err).splitlines()[0]}") from None
+        found[table] = path
+    return connection, found
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password shown as ``***``: SQLAlchemy's rendering when it parses, else (or when an ``@``
+    too many could leave part of a password in SQLAlchemy's host) everything between ``://user:`` and the last
+    ``@`` masked by hand."""
+    import sqlalchemy
+
+    by_hand = re.sub(r"(://[^:/@]*:).*@", r"\1***@", url)
+    if url.count("@") > 1:
+        return by_hand
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - any URL SQLAlchemy cannot read (ArgumentError, ValueError for a bad port...)
+        return by_hand
 
 
 def _open_sqlalchemy(url: str) -> Database:
     import sqlalchemy
 
+    shown = masked_url(url)
+    try:
+        password = sqlalchemy.engine.make_url(url).password
+    except Exception:  # noqa: BLE001 - an unparsable URL: create_engine says so below
+        password = None
+
+    def hidden(text: str) -> str:
+        first = str(text).splitlines()[0] if str(text) else ""
+        return first.replace(str(password), "***") if password else first
+
     try:
         engine = sqlalchemy.create_engine(url)
-        shown = engine.url.render_as_string(hide_password=True)
+    except sqlalchemy.exc.NoSuchModuleError as err:
+        raise ConfigError("--database", f"expected a SQLAlchemy dialect that is installed, got {shown!r}: "
+                                        f"{hidden(err)}") from None
+    except (sqlalchemy.exc.ArgumentError, ValueError) as err:
+        raise ConfigError("--database", f"expected a SQLAlchemy URL (dialect+driver://user:password@host/db), got "
+                                        f"{shown!r}: {hidden(err)}") from None
+    except ImportError as err:
+        raise ConfigError("--database", f"expected the Python driver of {shown!r} installed, got no module "
+                                        f"{err.name or hidden(err)!r} (pip install it)") from None
+    try:
         with engine.connect():
             pass
-    except sqlalchemy.exc.ArgumentError as err:
-        raise ConfigError("--database", f"expected a SQLAlchemy URL (dialect://user@host/db), got {url!r}: {err}")
     except (sqlalchemy.exc.DBAPIError, ImportError) as err:
-        first = str(getattr(err, "orig", err) or err).splitlines()[0]
-        raise DataError(shown, f"expected a reachable database, got {first}") from None
+        raise DataError(shown, f"expected a reachable database, got {hidden(getattr(err, 'orig', err) or err)}") \
+            from None
     return Database(shown, engine=engine)
 
 
@@ -181,10 +305,48 @@ class History:
 
 
 def read_history(db: Database) -> History:
-    """Runs `EVENTS_SQL`, `PERSON_SQL` and `CONCEPT_SQL` and groups the events by patient."""
+    """Runs `EVENTS_SQL`, `PERSON_SQL` and `CONCEPT_SQL` and groups the events by patient.
+
+    Raises:
+      medjax.errors.DataError: a value that is no integer (an id, a year) or no date where one is needed, naming the
+        table and column (and the CSV file and line for a folder of exports).
+    """
     rows = db.query(EVENTS_SQL)
     people = db.query(PERSON_SQL)
-    names = {int(c): str(n) for c, n in db.query(CONCEPT_SQL)}
+    concepts = db.query(CONCEPT_SQL)
+    try:
+        return _history(rows, people, concepts)
+    except (ValueError, TypeError, OverflowError):
+        error = db.first_bad_value() or _first_bad_row(db.place, rows, people, concepts)
+        if error is None:
+            raise
+        raise error from None
+
+
+def _first_bad_row(place: str, rows, people, concepts) -> DataError | None:
+    """The first value of the query results that `_history` cannot convert, naming its table and column."""
+    # (table, its rows, (position in the row, column name) of each value to check)
+    sources = [(table, [r for r in rows if r[1] == domain], ((0, TABLES[table][0]), (2, TABLES[table][1]),
+                                                            (3, TABLES[table][2])))
+               for domain, table in enumerate(_EVENT_TABLES)]
+    sources += [(table, selected, tuple(enumerate(TABLES[table])))
+                for table, selected in (("person", people), ("concept", concepts))]
+    for table, selected, picks in sources:
+        for row in selected:
+            for index, column in picks:
+                kind, value = _kind(column), row[index]
+                if kind is None:
+                    continue
+                if value is None and (table, column) in _REQUIRED:
+                    return DataError(f"{place}: {table}", f"column {column}: expected {_EXPECTED[kind]}, got NULL")
+                if value is not None and not _parses(value, kind):
+                    return DataError(f"{place}: {table}", f"column {column}: expected {_EXPECTED[kind]}, got "
+                                                          f"{str(value)[:40]!r}")
+    return None
+
+
+def _history(rows: list[tuple], people: list[tuple], concepts: list[tuple]) -> History:
+    names = {int(c): str(n) for c, n in concepts}
     if not rows:
         return History({}, {int(p): int(y) for p, y, _ in people}, {int(p): int(g or 0) for p, _, g in people}, names)
     person, domain, concept, dates = zip(*rows)
