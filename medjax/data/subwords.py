@@ -2,6 +2,8 @@
 
 The model file lives in the work folder (``<workdir>/subwords.model``), so `medjax translate` reuses exactly the
 segmentation training saw. Ids: 0 pad, 1 bos, 2 eos, 3 unk (fixed here, so models and decoding can name them).
+The file is written through a fresh temporary file and a rename (a symlink at its path is replaced, not followed);
+a damaged one, or a model with other special ids, is a `DataError` naming it.
 
 Example:
   >>> sp = train(train_pairs.source + train_pairs.target, "runs/mt/subwords", vocab_size=4000)
@@ -17,7 +19,8 @@ from typing import Sequence
 
 import sentencepiece
 
-from medjax.errors import MissingPath
+from medjax.data.files import replace_atomically
+from medjax.errors import DataError, MissingPath
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 
@@ -36,16 +39,34 @@ def train(sentences: Sequence[str], prefix: str | os.PathLike, vocab_size: int =
         minloglevel=2, num_threads=1)
     prefix = str(prefix)
     os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
-    with open(prefix + ".model", "wb") as handle:
-        handle.write(model.getvalue())
+    replace_atomically(prefix + ".model", model.getvalue())
     return load(prefix + ".model")
 
 
 def load(path: str | os.PathLike) -> sentencepiece.SentencePieceProcessor:
-    """The SentencePiece model a training run saved."""
+    """The SentencePiece model a training run saved.
+
+    Raises:
+      MissingPath: no such file.
+      DataError: bytes that are no SentencePiece model (truncated, garbage), or a model whose pad, bos, eos and
+        unk ids are not 0, 1, 2, 3.
+    """
     if not os.path.isfile(path):
         raise MissingPath(path, "expected the subword model a translation run saves, got no such file")
-    return sentencepiece.SentencePieceProcessor(model_file=str(path))
+    with open(path, "rb") as handle:
+        data = handle.read()
+    try:
+        sp = sentencepiece.SentencePieceProcessor(model_proto=data)
+    except (RuntimeError, ValueError, OSError):
+        raise DataError(path, f"expected a SentencePiece model, got {len(data)} bytes that do not parse as one "
+                              f"(truncated or another file)") from None
+    if sp.get_piece_size() == 0:
+        raise DataError(path, f"expected a SentencePiece model, got {len(data)} bytes with no subwords in them")
+    ids = (sp.pad_id(), sp.bos_id(), sp.eos_id(), sp.unk_id())
+    if ids != (PAD, BOS, EOS, UNK):
+        raise DataError(path, f"expected a model with pad, bos, eos, unk ids {PAD}, {BOS}, {EOS}, {UNK}, got "
+                              f"{', '.join(map(str, ids))}")
+    return sp
 
 
 def encode(sp: sentencepiece.SentencePieceProcessor, sentences: Sequence[str]) -> list[list[int]]:
