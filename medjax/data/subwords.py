@@ -55,13 +55,13 @@ def load(path: str | os.PathLike) -> sentencepiece.SentencePieceProcessor:
         raise MissingPath(path, "expected the subword model a translation run saves, got no such file")
     with open(path, "rb") as handle:
         data = handle.read()
+    if not data:  # sentencepiece would take no bytes for no model and fail on first use
+        raise DataError(path, "expected a SentencePiece model, got an empty file")
     try:
         sp = sentencepiece.SentencePieceProcessor(model_proto=data)
     except (RuntimeError, ValueError, OSError):
         raise DataError(path, f"expected a SentencePiece model, got {len(data)} bytes that do not parse as one "
                               f"(truncated or another file)") from None
-    if sp.get_piece_size() == 0:
-        raise DataError(path, f"expected a SentencePiece model, got {len(data)} bytes with no subwords in them")
     ids = (sp.pad_id(), sp.bos_id(), sp.eos_id(), sp.unk_id())
     if ids != (PAD, BOS, EOS, UNK):
         raise DataError(path, f"expected a model with pad, bos, eos, unk ids {PAD}, {BOS}, {EOS}, {UNK}, got "
