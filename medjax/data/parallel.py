@@ -21,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
+from medjax.data.files import read_text
 from medjax.errors import DataError, MissingPath, where
 
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
@@ -122,13 +123,10 @@ def read_tmx(path: str | os.PathLike, source: str, target: str) -> Pairs:
 
 
 def _lines(path: str) -> list[str]:
+    """The file's lines as UTF-8 (a byte-order mark dropped); bytes that are not UTF-8 name their line and column."""
     if not os.path.isfile(path):
         raise MissingPath(path, "expected a text file of one sentence a line, got no such file")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read().splitlines()
-    except UnicodeDecodeError as error:
-        raise DataError(path, f"expected UTF-8 text, got undecodable byte at offset {error.start}") from None
+    return read_text(path, "a text file of one sentence a line").splitlines()
 
 
 def read_plain(source_path: str | os.PathLike, target_path: str | os.PathLike) -> Pairs:
