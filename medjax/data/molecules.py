@@ -192,6 +192,24 @@ def _rdkit_chem():
     return Chem
 
 
+def parse_smiles(smiles: str):
+    """The RDKit molecule of ``smiles``, or None when RDKit cannot parse it."""
+    return _rdkit_chem().MolFromSmiles(smiles)
+
+
+def drop_unparsable(molecules: Molecules, given: dict[str, np.ndarray]
+                    ) -> tuple[Molecules, dict[str, np.ndarray], list[str]]:
+    """The molecules RDKit can parse, ``given``'s row indices renumbered to them, and the places (``file:line``) of
+    those dropped, as Chemprop and DeepChem drop them."""
+    keep = np.array([parse_smiles(smiles) is not None for smiles in molecules.smiles], bool)
+    if keep.all():
+        return molecules, given, []
+    new_index = np.cumsum(keep) - 1
+    renumbered = {name: new_index[rows[keep[rows]]] for name, rows in given.items()}
+    dropped = [place for place, kept in zip(molecules.places, keep) if not kept]
+    return subset(molecules, np.flatnonzero(keep)), renumbered, dropped
+
+
 def parse_all(molecules: Molecules) -> list:
     """RDKit molecules of every SMILES; raises DataError naming file:line for one RDKit cannot parse."""
     chem = _rdkit_chem()

@@ -19,7 +19,6 @@ experiments/molecules/RESULTS.md.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
 import importlib.util
@@ -36,8 +35,9 @@ from medjax.data import molecules as mol_data
 from medjax.data.smiles import tokenize_smiles
 from medjax.data.splits import SequenceSplit, length_buckets
 from medjax.data.vocab import Vocabulary
-from medjax.errors import ConfigError, DataError, UserError, where
+from medjax.errors import ConfigError, UserError
 from medjax.metrics.classification import accuracy, roc_auc
+from medjax.tasks.common import conformal_columns, softmax_head, texts, vocabulary
 from medjax.tasks.textclf import build_classifier
 from medjax.train.batching import ArraySpec
 from medjax.train.config import TrainConfig, option
@@ -77,6 +77,8 @@ class Config(TrainConfig):
     positions: str = option("sinusoidal", "transformer: position encoding", choices=("sinusoidal", "learned", "none"))
     dropout: float = option(0.1, "dropout on embeddings, between layers and on the pooled vector", minimum=0.0)
     baseline: bool = option(True, "also fit and score the fingerprint ridge (or logistic) baseline")
+    strict: bool = option(False, "refuse a file with SMILES that RDKit cannot parse (default: drop those rows and "
+                                 "list their lines on stderr)", missing=True)
     epochs: int = option(60, "passes over the training split", minimum=1)
     batch_size: int = option(32, "examples per training step, split over all local devices", minimum=1)
     eval_batch_size: int = option(64, "examples per evaluation step", minimum=1)
@@ -102,8 +104,10 @@ def regression_loss(outputs: jax.Array, batch, std: float):
 
 
 def regression_predict(outputs: jax.Array, batch, mean: float, std: float) -> dict:
-    """``outputs: f32[batch, 1]`` in sd units -> ``prediction`` and ``true`` f32[batch] in the target's units."""
-    return {"prediction": outputs[:, 0] * std + mean, "true": batch["target"] * std + mean, "index": batch["index"]}
+    """``outputs: f32[batch, 1]`` in sd units -> ``prediction`` (and ``true`` when the batch has targets) f32[batch]
+    in the target's units."""
+    out = {"prediction": outputs[:, 0] * std + mean, "index": batch["index"]}
+    return out | ({"true": batch["target"] * std + mean} if "target" in batch else {})
 
 
 def classification_loss(logits: jax.Array, batch):
@@ -111,12 +115,6 @@ def classification_loss(logits: jax.Array, batch):
     where_ = batch["example_mask"]
     value = softmax_cross_entropy(logits, batch["label"], where=where_)
     return value, {"accuracy": Mean.of(jnp.argmax(logits, axis=-1) == batch["label"], where=where_)}
-
-
-def classification_predict(logits: jax.Array, batch) -> dict:
-    """``scores: f32[batch, 2]`` class probabilities and ``pred: int32[batch]``, the keys `medjax plot` reads."""
-    return {"scores": jax.nn.softmax(logits, axis=-1), "pred": jnp.argmax(logits, axis=-1).astype(jnp.int32),
-            "labels": batch["label"], "index": batch["index"]}
 
 
 def regression_figures(true: np.ndarray, pred: np.ndarray, prefix: str = "") -> dict[str, float]:
@@ -196,11 +194,18 @@ class Dataset:
     std: float
 
 
-def load_dataset(config: Config) -> Dataset:
-    """Reads and splits the data and builds the vocabulary and target statistics from the training split alone."""
+def load_dataset(config: Config, meta: dict | None = None) -> Dataset:
+    """Reads and splits the data and builds the vocabulary and target statistics from the training split alone (or
+    takes them from ``meta``, a run's)."""
     data, given = mol_data.load(config.data_dir, config.smiles_column, config.target_column, config.reference_column)
-    if has_rdkit():
+    if has_rdkit() and config.strict:
         mol_data.parse_all(data)  # an unparsable SMILES is the user's to fix: name its line now, not mid-run
+    elif has_rdkit():
+        data, given, dropped = mol_data.drop_unparsable(data, given)
+        if dropped:
+            shown = ", ".join(dropped[:10]) + (f" and {len(dropped) - 10} more" if len(dropped) > 10 else "")
+            print(f"dropped {len(dropped)} SMILES that RDKit cannot parse ({shown}); --strict refuses them instead",
+                  file=sys.stderr)
     if given:
         parts = mol_data.complete_given(data, given, config.split, config.val_fraction, config.split_seed)
     else:
@@ -213,27 +218,34 @@ def load_dataset(config: Config) -> Dataset:
     if task_type == "classification" and not np.isin(data.targets, (0.0, 1.0)).all():
         raise ConfigError("--task-type", f"expected 0/1 targets in column {config.target_column!r} for "
                                          f"classification, got values such as {sorted(set(data.targets))[:3]}")
+    if meta:
+        return Dataset(data, parts, meta["task_type"], vocabulary(meta), meta["target_mean"], meta["target_std"])
     train_targets = data.targets[parts["train"]]
     vocab = Vocabulary.build((data.tokens[i] for i in parts["train"]), min_count=config.min_count)
     # A constant training target would make the sd 0; 1 then leaves the targets as they are.
     return Dataset(data, parts, task_type, vocab, float(train_targets.mean()), float(train_targets.std()) or 1.0)
 
 
-def save_vocabulary(config: Config, dataset: Dataset, buckets: tuple[int, ...]) -> None:
-    """``<workdir>/vocab.json``: what `predict_main` needs to encode new SMILES and read the outputs."""
-    path = pathlib.Path(config.workdir) / "vocab.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"vocab": dataset.vocab.to_json(), "task_type": dataset.task_type,
-                                "target_mean": dataset.mean, "target_std": dataset.std, "buckets": list(buckets)}))
+def build_model(config: Config, meta: dict):
+    """The BiLSTM or transformer of a run, with one output (regression) or two logits."""
+    outputs = 1 if meta["task_type"] == "regression" else 2
+    return build_classifier(config, len(meta["vocab"]["tokens"]), outputs, meta["buckets"][-1])
 
 
-def build_task(config: Config) -> Task:
-    """Reads and splits the molecules, builds the vocabulary from the training split and the model named in config."""
-    dataset = load_dataset(config)
+def inference(config: Config, meta: dict):
+    if meta["task_type"] == "regression":
+        return FromOutputs(functools.partial(regression_predict, mean=meta["target_mean"], std=meta["target_std"]))
+    return FromOutputs(softmax_head)
+
+
+def build_task(config: Config, meta: dict | None = None) -> Task:
+    """Reads and splits the molecules, builds the vocabulary from the training split (or takes the run's, from
+    ``meta``) and the model named in config."""
+    dataset = load_dataset(config, meta)
     data, parts, vocab, regression = dataset.molecules, dataset.parts, dataset.vocab, dataset.task_type == "regression"
     ids = {name: tuple(vocab.encode(data.tokens[i]) for i in rows) for name, rows in parts.items()}
     longest = max(len(doc) for docs in ids.values() for doc in docs)
-    buckets = tuple(sorted(config.buckets)) or length_buckets([longest])
+    buckets = tuple(meta["buckets"]) if meta else tuple(sorted(config.buckets)) or length_buckets([longest])
     if longest > buckets[-1]:
         raise ConfigError("--buckets", f"expected a largest bucket of at least {longest} tokens (the longest SMILES), "
                                        f"got {buckets[-1]}")
@@ -242,7 +254,8 @@ def build_task(config: Config) -> Task:
     fields = {name: {"index": rows.astype(np.int32), **{key: values[rows] for key, values in labels.items()}}
               for name, rows in parts.items()}
     splits = {name: SequenceSplit({"ids": ids[name]}, fields[name], buckets, sort_chunk=4) for name in parts}
-    save_vocabulary(config, dataset, buckets)
+    meta = meta or {"vocab": json.loads(vocab.to_json()), "task_type": dataset.task_type,
+                    "target_mean": dataset.mean, "target_std": dataset.std, "buckets": list(buckets)}
 
     # Fitted on first use only: `medjax predict` and `evaluate` rebuild the task without needing it.
     @functools.cache
@@ -279,79 +292,69 @@ def build_task(config: Config) -> Task:
                         "baseline_accuracy": accuracy(labels, (base > 0.5).astype(np.int32))}
         return metrics
 
-    outputs = 1 if regression else 2
     head = {"target": ArraySpec("f", rank=1)} if regression else {"label": ArraySpec("i", rank=1, low=0, high=2)}
     return Task(
         name="molecules",
-        model=build_classifier(config, len(vocab), outputs, buckets[-1]),
+        model=build_model(config, meta),
         splits=splits,
         loss=functools.partial(regression_loss, std=dataset.std) if regression else classification_loss,
-        predict=FromOutputs(functools.partial(regression_predict, mean=dataset.mean, std=dataset.std)
-                            if regression else classification_predict),
+        predict=inference(config, meta),
         score=score,
         select_metric="neg_rmse" if regression else "auc",
         describe={"task_type": dataset.task_type, "target_mean": dataset.mean, "target_std": dataset.std,
-                  "vocab_size": len(vocab), "split_sizes": {name: len(rows) for name, rows in parts.items()},
+                  "vocab_size": len(vocab), "molecules": len(data), "split_sizes": {name: len(rows) for name, rows in parts.items()},
                   "split": config.split, "buckets": list(buckets)},
         class_names=() if regression else ("0", "1"),
         batch_spec={"ids": ArraySpec("i", rank=2, low=0, high=len(vocab), mask="mask"), "mask": ArraySpec("b", rank=2),
                     "index": ArraySpec("i", rank=1, low=0, high=len(data)), **head},
+        meta=meta,
     )
 
 
-def add_predict_arguments(parser) -> None:
-    """``--smiles S [S ...]`` or ``--file F`` (one SMILES per line), and ``--output CSV`` (default: stdout)."""
-    given = parser.add_mutually_exclusive_group(required=True)
-    given.add_argument("--smiles", nargs="+", help="SMILES strings to predict")
-    given.add_argument("--file", help="a text file of SMILES strings, one per line")
-    parser.add_argument("--output", help="write the CSV here instead of stdout")
+def read_inputs(arguments: list[str]) -> list[str]:
+    """`medjax predict`'s arguments: SMILES strings."""
+    return arguments
 
 
-def read_smiles(args) -> tuple[list[str], list[str]]:
-    """The SMILES to predict and where each came from (``file:line`` or ``--smiles``)."""
-    if args.smiles:
-        return list(args.smiles), ["--smiles"] * len(args.smiles)
-    from medjax.data.files import read_text
-
-    pairs = [(line.strip(), where(args.file, n)) for n, line in enumerate(read_text(args.file).splitlines(), 1)
-             if line.strip()]
-    if not pairs:
-        raise DataError(args.file, "expected SMILES strings, one per line, got none")
-    return [s for s, _ in pairs], [p for _, p in pairs]
-
-
-def predict_main(args) -> None:
-    """Predicts the target of new SMILES with a trained run: CSV rows ``smiles,prediction`` (the target's units, or
-    the positive-class probability for a classification run)."""
-    from medjax.tasks import load_workdir
-    from medjax.train import loop, sharding
-
-    task, config = load_workdir(args.workdir)
-    saved = json.loads((pathlib.Path(args.workdir) / "vocab.json").read_text())
-    vocab, longest = Vocabulary.from_json(saved["vocab"]), saved["buckets"][-1]
-    smiles, places = read_smiles(args)
-    ids = []
-    for text, place in zip(smiles, places):
-        tokens = tokenize_smiles(text, place)
-        if not 0 < len(tokens) <= longest:
-            raise DataError(place, f"expected a SMILES of 1 to {longest} tokens (what the model was built for), got "
-                                   f"{len(tokens)}")
-        ids.append(vocab.encode(tokens))
-    state, _ = loop.restore_best(task, config)
-    new = SequenceSplit({"ids": tuple(ids)}, {"index": np.arange(len(ids), dtype=np.int32),
-                                              "target": np.zeros(len(ids), np.float32),
-                                              "label": np.zeros(len(ids), np.int32)}, tuple(saved["buckets"]))
-    task = dataclasses.replace(task, splits={"new": new}, batch_spec={})
-    predictions = loop.predict_split(state, task, "new", config.eval_batch_size, sharding.make_mesh(config.num_devices))
-    values = predictions["prediction"] if saved["task_type"] == "regression" else predictions["scores"][:, 1]
-    handle = open(args.output, "w", newline="") if args.output else sys.stdout
+def parse(meta: dict, smiles: str) -> tuple[np.ndarray | None, str]:
+    """``(token ids, "")`` of a SMILES the model can read, or ``(None, why not)``: atoms no tokenizer knows, a
+    molecule RDKit cannot parse (when installed), or more tokens than the model was built for."""
     try:
-        writer = csv.writer(handle)
-        writer.writerow(["smiles", "prediction"])
-        writer.writerows((s, f"{float(v):.6g}") for s, v in zip(smiles, values))
-    finally:
-        if args.output:
-            handle.close()
+        tokens = tokenize_smiles(smiles)
+    except UserError as err:
+        return None, str(err)
+    if has_rdkit() and mol_data.parse_smiles(smiles) is None:
+        return None, "RDKit cannot parse it"
+    longest = meta["buckets"][-1]
+    if not 0 < len(tokens) <= longest:
+        return None, f"{len(tokens)} tokens; the model reads 1 to {longest}"
+    return vocabulary(meta).encode(tokens), ""
+
+
+def encode(config: Config, meta: dict, inputs) -> SequenceSplit:
+    """The valid SMILES of ``inputs`` as a run's batches; `decode` marks the others invalid."""
+    ids = [found for found, _ in (parse(meta, s) for s in texts(inputs, "SMILES")) if found is not None]
+    return SequenceSplit({"ids": tuple(ids)}, {"index": np.arange(len(ids), dtype=np.int32)}, tuple(meta["buckets"]))
+
+
+def decode(config: Config, meta: dict, predictions: dict, inputs, coverage: float | None = None) -> dict:
+    """``smiles``, ``valid``, ``error`` (why a SMILES was not read) and ``prediction`` (the target's units; NaN for an
+    invalid SMILES), or ``probability`` and ``label`` for a 0/1 target; ``lower``/``upper`` or ``set`` with
+    ``coverage``."""
+    smiles = texts(inputs, "SMILES")
+    parsed = [parse(meta, s) for s in smiles]
+    valid = np.array([found is not None for found, _ in parsed])
+    columns = {"smiles": smiles, "valid": valid, "error": [why for _, why in parsed]}
+    if meta["task_type"] == "regression":
+        values = np.full(len(smiles), np.nan, np.float32)
+        values[valid] = predictions.get("prediction", [])
+        columns["prediction"] = values
+    else:
+        values = np.full((len(smiles), 2), np.nan, np.float32)
+        values[valid] = predictions["scores"] if valid.any() else values[valid]
+        columns |= {"probability": values[:, 1], "label": np.where(valid, np.nan_to_num(values).argmax(-1), -1)}
+        values = np.nan_to_num(values)
+    return columns | conformal_columns(config.workdir, coverage, values, ("0", "1"))
 
 
 def plot_parity(workdir: str | pathlib.Path) -> pathlib.Path:

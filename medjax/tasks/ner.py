@@ -33,6 +33,7 @@ from medjax.errors import DataError, where
 from medjax.metrics.entities import entity_prf
 from medjax.nn.crf import constrain, crf_log_likelihood, iob2_allowed, viterbi_decode
 from medjax.nn.taggers import BiLSTMTagger, TransformerTagger
+from medjax.tasks.common import vocabulary
 from medjax.train.batching import ArraySpec
 from medjax.train.config import TrainConfig, option
 from medjax.train.losses import masked_mean, softmax_cross_entropy
@@ -119,6 +120,17 @@ def case_pattern(token: str) -> int:
     return CASES.index("mixed")
 
 
+def build_model(config: Config, meta: dict):
+    """The tagger of a run, from its config and meta (vocabulary, tags, buckets)."""
+    return build_tagger(config, len(meta["vocab"]["tokens"]), len(meta["tags"]), meta["buckets"][-1])
+
+
+def inference(config: Config, meta: dict):
+    """Viterbi (CRF models, also kept to valid IOB2 paths) or arg-max tags of every sentence."""
+    allowed = iob2_allowed(meta["tags"]) if MODELS[config.model][1] else None
+    return FromOutputs(functools.partial(predict, allowed=allowed))
+
+
 def build_tagger(config: Config, vocab_size: int, num_tags: int, max_length: int):
     """The tagger named by ``config.model``, reading words, mask, characters and case from the batch."""
     tagger, crf = MODELS[config.model]
@@ -135,18 +147,20 @@ def build_tagger(config: Config, vocab_size: int, num_tags: int, max_length: int
     return FromBatch(module, ("words", "mask", "chars", "case"))
 
 
-def encode_split(sentences: Sequence[Sentence], vocab: Vocabulary, tags: Sequence[str], config: Config,
-                 buckets: tuple[int, ...], source: str) -> SequenceSplit:
-    """Word, tag, character and case ids of each sentence, as a length-bucketed split (``index``: file order)."""
-    tag_ids = {tag: i for i, tag in enumerate(tags)}
-    sequences = {"words": [], "tags": []}
-    for sentence in sentences:
-        unknown = sorted(set(sentence.tags) - set(tag_ids))
-        if unknown:
-            raise DataError(where(source, sentence.line), f"expected tags of the training split ({', '.join(tags)}), "
-                                                          f"got {', '.join(unknown)}")
-        sequences["words"].append(vocab.encode(sentence.tokens))
-        sequences["tags"].append(np.array([tag_ids[t] for t in sentence.tags], np.int32))
+def encode_split(sentences: Sequence[Sentence], vocab: Vocabulary, tags: Sequence[str] | None, config: Config,
+                 buckets: tuple[int, ...], source: str = "") -> SequenceSplit:
+    """Word, character and case ids (and tag ids, unless ``tags`` is None) of each sentence, as a length-bucketed
+    split (``index``: file order)."""
+    tag_ids = {tag: i for i, tag in enumerate(tags or ())}
+    sequences = {"words": [vocab.encode(sentence.tokens) for sentence in sentences]}
+    if tags is not None:
+        sequences["tags"] = []
+        for sentence in sentences:
+            unknown = sorted(set(sentence.tags) - set(tag_ids))
+            if unknown:
+                raise DataError(where(source, sentence.line), f"expected tags of the training split "
+                                                              f"({', '.join(tags)}), got {', '.join(unknown)}")
+            sequences["tags"].append(np.array([tag_ids[t] for t in sentence.tags], np.int32))
     if config.char_features:
         sequences["chars"] = [char_ids(s.tokens, config.max_word_len) for s in sentences]
     if config.case_feature:
@@ -162,8 +176,8 @@ def _vocabulary_options(config: Config) -> dict:
 
 
 def load_vocabulary(config: Config, train: Sequence[Sentence]) -> tuple[Vocabulary, list[str]]:
-    """The word vocabulary and tag names of the training split, reused from ``<workdir>/vocab.json`` if it was
-    built with the same data and options (so `medjax evaluate` sees the ids the model was trained with)."""
+    """The word vocabulary and tag names of the training split; a run made before meta.json kept them in
+    ``<workdir>/vocab.json``, which is read (never written) when it was built with the same data and options."""
     options = _vocabulary_options(config)
     path = pathlib.Path(config.workdir) / "vocab.json"
     if path.exists():
@@ -173,13 +187,6 @@ def load_vocabulary(config: Config, train: Sequence[Sentence]) -> tuple[Vocabula
     vocab = Vocabulary.build((s.tokens for s in train), min_count=config.min_count, lower=config.lower,
                              fold_digits=config.fold_digits)
     return vocab, tag_names(train)
-
-
-def save_vocabulary(config: Config, vocab: Vocabulary, tags: Sequence[str]) -> None:
-    options = _vocabulary_options(config)
-    path = pathlib.Path(config.workdir) / "vocab.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"options": options, "words": vocab.to_json(), "tags": list(tags)}))
 
 
 def loss(outputs, batch):
@@ -201,11 +208,11 @@ def predict(outputs, batch, allowed=None) -> dict:
     valid IOB2 paths (``constrained_tags``), so a run reports both side by side.
     """
     mask = batch["mask"]
-    labels = jnp.where(mask, batch["tags"], -1).astype(jnp.int32)
+    result = {"index": batch["index"]}
+    if "tags" in batch:
+        result["gold_tags"] = jnp.where(mask, batch["tags"], -1).astype(jnp.int32)
     if "crf" not in outputs:
-        pred = jnp.where(mask, jnp.argmax(outputs["emissions"], axis=-1), -1)
-        return {"pred_tags": pred.astype(jnp.int32), "gold_tags": labels, "index": batch["index"]}
-    result = {"gold_tags": labels, "index": batch["index"]}
+        return result | {"pred_tags": jnp.where(mask, jnp.argmax(outputs["emissions"], axis=-1), -1).astype(jnp.int32)}
     result["pred_tags"] = viterbi_decode(outputs["emissions"], mask, **outputs["crf"])[0].astype(jnp.int32)
     if allowed is not None:
         constrained = viterbi_decode(outputs["emissions"], mask, **constrain(outputs["crf"], allowed))[0]
@@ -243,8 +250,9 @@ def vote(stacked) -> dict:
     return combined
 
 
-def build_task(config: Config) -> Task:
-    """Reads the three CoNLL files, builds (or reloads) the training vocabulary and the tagger named in config."""
+def build_task(config: Config, meta: dict | None = None) -> Task:
+    """Reads the three CoNLL files, builds the training vocabulary (or takes the run's, from ``meta``) and the tagger
+    named in config."""
     data_dir = pathlib.Path(config.data_dir)
     files = {"train": config.train_file, "val": config.val_file, "test": config.test_file}
     sentences = {name: read_conll(data_dir / file) for name, file in files.items()}
@@ -258,14 +266,14 @@ def build_task(config: Config) -> Task:
         sentences = {name: [Sentence(s.tokens[:config.max_length], s.tags[:config.max_length], s.line)
                             for s in split] for name, split in sentences.items()}
     longest = max(len(s.tokens) for split in sentences.values() for s in split)
-    buckets = tuple(sorted(config.buckets)) or length_buckets([longest])
+    buckets = tuple(meta["buckets"]) if meta else tuple(sorted(config.buckets)) or length_buckets([longest])
     if longest > buckets[-1]:
         raise DataError(data_dir, f"expected sentences of at most {buckets[-1]} tokens (the largest of --buckets), "
                                   f"got one of {longest}; add a larger bucket or leave --buckets empty")
-    vocab, tags = load_vocabulary(config, sentences["train"])
+    vocab, tags = (vocabulary(meta), list(meta["tags"])) if meta else load_vocabulary(config, sentences["train"])
+    meta = meta or {"vocab": json.loads(vocab.to_json()), "tags": tags, "buckets": list(buckets)}
     splits = {name: encode_split(split, vocab, tags, config, buckets, str(data_dir / files[name]))
               for name, split in sentences.items()}
-    save_vocabulary(config, vocab, tags)
     spec = {
         "words": ArraySpec("i", rank=2, low=0, high=len(vocab)),
         "mask": ArraySpec("b", rank=2),
@@ -277,13 +285,12 @@ def build_task(config: Config) -> Task:
     if config.case_feature:
         spec["case"] = ArraySpec("i", rank=2, low=0, high=len(CASES))
     oov = {name: float(np.mean(np.concatenate(split.sequences["words"]) == UNK_ID)) for name, split in splits.items()}
-    allowed = iob2_allowed(tags) if MODELS[config.model][1] else None
     return Task(
         name="ner",
-        model=build_tagger(config, len(vocab), len(tags), buckets[-1]),
+        model=build_model(config, meta),
         splits=splits,
         loss=loss,
-        predict=FromOutputs(functools.partial(predict, allowed=allowed)),
+        predict=inference(config, meta),
         score=functools.partial(score_tags, tags=tags, constrained=config.constrained_decoding),
         select_metric="f1",
         describe={"tags": tags, "vocab_size": len(vocab), "unknown_word_rate": oov, "buckets": list(buckets),
@@ -291,4 +298,48 @@ def build_task(config: Config) -> Task:
         class_names=tuple(tags),
         batch_spec=spec,
         combine=vote,
+        meta=meta,
     )
+
+
+combine = vote
+
+
+def read_inputs(arguments: list[str]) -> list[str]:
+    """`medjax predict`'s arguments: one sentence each, its tokens separated by spaces."""
+    return arguments
+
+
+def sentences_of(inputs) -> list[list[str]]:
+    """Sentences as token lists: a string is split on white space; a list of strings is a list of sentences unless
+    given inside another list (``[["Breast", "cancer"]]``)."""
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    sentences = [item.split() if isinstance(item, str) else [str(token) for token in item] for item in inputs]
+    empty = [i for i, tokens in enumerate(sentences) if not tokens]
+    if empty:
+        raise DataError(None, f"expected sentences with at least one token, got an empty one (input {empty[0]})")
+    return sentences
+
+
+def encode(config: Config, meta: dict, inputs) -> SequenceSplit:
+    """Sentences as a run's batches (cut to the longest bucket the model was built for, counted on stderr)."""
+    longest = meta["buckets"][-1]
+    sentences = sentences_of(inputs)
+    cut = sum(len(tokens) > longest for tokens in sentences)
+    if cut:
+        print(f"{cut} of {len(sentences)} sentences cut to {longest} tokens (what the model was built for)",
+              file=sys.stderr)
+    kept = [Sentence(tuple(tokens[:longest]), (), 0) for tokens in sentences]
+    return encode_split(kept, vocabulary(meta), None, dataclasses.replace(config, sort_chunk=0),
+                        tuple(meta["buckets"]))
+
+
+def decode(config: Config, meta: dict, predictions: dict, inputs) -> dict:
+    """``tokens`` and ``tags`` (the names, one per token) of each sentence."""
+    constrained = config.constrained_decoding and "constrained_tags" in predictions
+    decoded = np.asarray(predictions["constrained_tags" if constrained else "pred_tags"])
+    sentences = sentences_of(inputs)
+    return {"tokens": sentences,
+            "tags": [[meta["tags"][t] for t in row[:min(len(tokens), meta["buckets"][-1])]]
+                     for tokens, row in zip(sentences, decoded)]}

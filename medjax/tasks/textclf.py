@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import sys
 from typing import Any, Sequence
 
@@ -27,6 +28,7 @@ from medjax.data.vocab import Vocabulary, tokenize
 from medjax.errors import ConfigError
 from medjax.metrics.classification import accuracy, macro_f1
 from medjax.nn.text_classifiers import LSTMTextClassifier, TransformerTextClassifier
+from medjax.tasks.common import class_columns, conformal_columns, softmax_head, texts, vocabulary
 from medjax.train.batching import ArraySpec
 from medjax.train.config import TrainConfig, option
 from medjax.train.losses import softmax_cross_entropy
@@ -79,6 +81,15 @@ def smoke_config(**overrides: Any) -> Config:
     small = {"limit": 40, "epochs": 1, "batch_size": 8, "eval_batch_size": 8, "max_length": 48, "buckets": (48,),
              "embed_dim": 16, "hidden": 16, "mlp_dim": 16, "num_heads": 2, "progress": False}
     return Config(**{**small, **overrides})
+
+
+def build_model(config: Config, meta: dict):
+    """The classifier of a run, from its config and meta (vocabulary, classes, buckets)."""
+    return build_classifier(config, len(meta["vocab"]["tokens"]), len(meta["class_names"]), meta["buckets"][-1])
+
+
+def inference(config: Config, meta: dict):
+    return FromOutputs(softmax_head)
 
 
 def build_classifier(config: Config, vocab_size: int, num_classes: int, max_length: int):
@@ -142,11 +153,6 @@ def loss(logits: jax.Array, batch):
     return value, {"accuracy": Mean.of(jnp.argmax(logits, axis=-1) == batch["label"], where=where)}
 
 
-def predict(logits: jax.Array, batch) -> dict:
-    return {"scores": jax.nn.softmax(logits, axis=-1), "pred": jnp.argmax(logits, axis=-1).astype(jnp.int32),
-            "labels": batch["label"], "index": batch["index"]}
-
-
 @dataclasses.dataclass(frozen=True)
 class Corpus:
     """The abstracts, their split and the vocabulary built from the training split (deterministic given the config).
@@ -168,21 +174,23 @@ class Corpus:
         return self.abstracts.labels[self.parts[split]]
 
 
-def load_corpus(config: Config) -> Corpus:
-    """Reads and splits the corpus and builds the vocabulary from the training split, as `build_task` does."""
+def load_corpus(config: Config, vocab: Vocabulary | None = None) -> Corpus:
+    """Reads and splits the corpus and builds the vocabulary from the training split (or takes ``vocab``, a run's),
+    as `build_task` does."""
     corpus = abstracts.load(config.data_dir)
     train_share = 1.0 - config.val_fraction - config.test_fraction
     parts = abstracts.split(corpus, (train_share, config.val_fraction, config.test_fraction), seed=config.split_seed)
     if config.limit:
         parts = {name: rows[: config.limit] for name, rows in parts.items()}
-    vocab = Vocabulary.build((tokenize(corpus.texts[i]) for i in parts["train"]), min_count=config.min_count,
-                             lower=config.lower, fold_digits=config.fold_digits)
+    vocab = vocab or Vocabulary.build((tokenize(corpus.texts[i]) for i in parts["train"]),
+                                      min_count=config.min_count, lower=config.lower, fold_digits=config.fold_digits)
     return Corpus(corpus, parts, vocab)
 
 
-def build_task(config: Config) -> Task:
-    """Reads and splits the corpus, builds the vocabulary from the training split, and the model named in config."""
-    data = load_corpus(config)
+def build_task(config: Config, meta: dict | None = None) -> Task:
+    """Reads and splits the corpus, builds the vocabulary from the training split (or takes the run's, from
+    ``meta``), and the model named in config."""
+    data = load_corpus(config, vocabulary(meta) if meta else None)
     corpus, parts, vocab = data.abstracts, data.parts, data.vocab
     ids = {name: encode_texts(vocab, data.texts(name)) for name in parts}
     if config.max_length:
@@ -192,7 +200,8 @@ def build_task(config: Config) -> Task:
                                                                               for name, n in cut.items()), file=sys.stderr)
         ids = {name: tuple(doc[:config.max_length] for doc in docs) for name, docs in ids.items()}
     longest = max(len(doc) for docs in ids.values() for doc in docs)
-    buckets = tuple(sorted(config.buckets)) or length_buckets([longest], smallest=64)
+    buckets = tuple(meta["buckets"]) if meta else tuple(sorted(config.buckets)) or length_buckets([longest],
+                                                                                                   smallest=64)
     if longest > buckets[-1]:
         raise ConfigError("--buckets", f"expected a largest bucket of at least {longest} tokens (the longest "
                                        f"abstract), got {buckets[-1]}; leave --buckets empty or set --max-length")
@@ -221,12 +230,14 @@ def build_task(config: Config) -> Task:
             metrics["baseline_macro_f1"] = macro_f1(labels, base, num_classes)
         return metrics
 
+    meta = meta or {"vocab": json.loads(vocab.to_json()), "class_names": list(corpus.class_names),
+                    "buckets": list(buckets)}
     return Task(
         name="textclf",
-        model=build_classifier(config, len(vocab), num_classes, buckets[-1]),
+        model=build_model(config, meta),
         splits=splits,
         loss=loss,
-        predict=FromOutputs(predict),
+        predict=inference(config, meta),
         score=score,
         select_metric="macro_f1",
         describe={
@@ -243,4 +254,30 @@ def build_task(config: Config) -> Task:
             "label": ArraySpec("i", rank=1, low=0, high=num_classes),
             "index": ArraySpec("i", rank=1, low=0, high=len(corpus)),
         },
+        meta=meta,
     )
+
+
+def read_inputs(arguments: list[str]) -> list[str]:
+    """`medjax predict`'s arguments: one text (abstract) each."""
+    return arguments
+
+
+def encode(config: Config, meta: dict, inputs) -> SequenceSplit:
+    """Texts as a run's batches: tokens looked up in its vocabulary, cut to ``--max-length`` (or the longest bucket
+    the model was built for; the cut is counted on stderr)."""
+    documents = texts(inputs)
+    longest = min(config.max_length or meta["buckets"][-1], meta["buckets"][-1])
+    ids = encode_texts(vocabulary(meta), documents)
+    cut = sum(len(doc) > longest for doc in ids)
+    if cut:
+        print(f"{cut} of {len(ids)} texts cut to {longest} tokens (what the model was built for)", file=sys.stderr)
+    return SequenceSplit({"ids": tuple(doc[:longest] for doc in ids)},
+                         {"index": np.arange(len(ids), dtype=np.int32)}, tuple(meta["buckets"]))
+
+
+
+def decode(config: Config, meta: dict, predictions: dict, inputs, coverage: float | None = None) -> dict:
+    """``probabilities`` f32[n, classes], ``label`` and ``class`` (and ``set`` with ``coverage``)."""
+    return (class_columns(predictions["scores"], meta["class_names"])
+            | conformal_columns(config.workdir, coverage, predictions["scores"], meta["class_names"]))

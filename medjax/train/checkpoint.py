@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging as absl_logging
 
 from medjax.train.state import TrainState
 
@@ -39,8 +40,9 @@ def _train_arrays(state: TrainState, rng: jax.Array) -> dict[str, Any]:
 def _manager(directory: pathlib.Path, keep: int, read_only: bool = False) -> ocp.CheckpointManager:
     # Synchronous writes: the next training step donates the state's buffers, and an epoch-end save is short next
     # to an epoch.
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only, read_only=read_only,
-                                           enable_async_checkpointing=False)
+    options = ocp.CheckpointManagerOptions(max_to_keep=None if read_only else keep, create=not read_only,
+                                           read_only=read_only, enable_async_checkpointing=False,
+                                           save_interval_steps=0 if read_only else 1)
     return ocp.CheckpointManager(directory.absolute(), options=options)
 
 
@@ -65,6 +67,8 @@ def restore_model(directory: str | pathlib.Path, which: str = "best", abstract: 
     folder = pathlib.Path(directory) / which
     if not folder.is_dir():
         raise FileNotFoundError(f"no {which} checkpoint under {directory}")
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)  # orbax warns that a read-only folder is read-only
     manager = _manager(folder, keep=2, read_only=True)
     try:
         epoch = manager.latest_step()
@@ -82,6 +86,7 @@ def restore_model(directory: str | pathlib.Path, which: str = "best", abstract: 
         return model, dict(restored["record"])
     finally:
         manager.close()
+        absl_logging.set_verbosity(verbosity)
 
 
 class RunCheckpoints:
