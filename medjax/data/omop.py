@@ -231,11 +231,14 @@ def _csv_views(duckdb, folder: pathlib.Path):
 
 def masked_url(url: str) -> str:
     """``url`` with its password shown as ``***``: SQLAlchemy's rendering when it parses, else (or when an ``@``
-    too many could leave part of a password in SQLAlchemy's host) everything between ``://user:`` and the last
-    ``@`` masked by hand."""
+    too many could leave part of a password in SQLAlchemy's host) everything between ``://user:`` (``user:``
+    without a scheme) and the last ``@`` masked by hand."""
     import sqlalchemy
 
-    by_hand = re.sub(r"(://[^:/@]*:).*@", r"\1***@", url)
+    if "://" in url:
+        by_hand = re.sub(r"(://[^:/@\s]*:)\S*@", r"\1***@", url)
+    else:  # no scheme: any ``user:password@`` in it
+        by_hand = re.sub(r"([^\s:/@]+:)\S*@", r"\1***@", url)
     if url.count("@") > 1:
         return by_hand
     try:
@@ -253,8 +256,9 @@ def _open_sqlalchemy(url: str) -> Database:
     except Exception:  # noqa: BLE001 - an unparsable URL: create_engine says so below
         password = None
 
-    def hidden(text: str) -> str:
-        first = str(text).splitlines()[0] if str(text) else ""
+    def hidden(text: Any) -> str:
+        """The first line of an error's text, with neither the URL as given nor its password in it."""
+        first = (str(text).splitlines() or [""])[0].replace(url, shown)
         return first.replace(str(password), "***") if password else first
 
     try:
