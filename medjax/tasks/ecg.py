@@ -10,15 +10,16 @@ epoch is chosen on validation V F1 (PVC labels) or macro F1 (AAMI). In the same 
 features and a down-sampled morphology (de Chazal et al.'s classifier family, equal priors) is scored on the same
 beats as ``baseline_*``.
 
-`medjax predict ecg --workdir W --record DIR/100` labels every beat of a record (its annotations' beats, or beats
-found by wfdb's XQRS detector when it has none) and writes ``sample,label,probability`` CSV rows.
+`medjax predict --workdir W DIR/100 ...` (or `medjax.load(W).predict(["DIR/100"])`) labels every beat of each record
+(its annotations' beats, or beats found by wfdb's XQRS detector when it has none): one row per beat, with ``record``,
+``sample``, ``probabilities``, ``label`` and ``class``. The run's ``meta.json`` holds what that needs (class names,
+label scheme, window length); the training records are not read.
 
 Command, expected result and runtime: see experiments/ecg/RESULTS.md.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
 import pathlib
@@ -33,6 +34,7 @@ from medjax.data import ecg
 from medjax.data.splits import ArraySplit
 from medjax.errors import ConfigError, DataError
 from medjax.nn.beat_classifiers import BeatCNN, BeatLSTM, BeatTransformer
+from medjax.tasks.common import class_columns, conformal_columns, softmax_head
 from medjax.train.batching import ArraySpec
 from medjax.train.config import TrainConfig, option
 from medjax.train.metrics import Mean
@@ -91,12 +93,16 @@ def smoke_config(**overrides: Any) -> Config:
 
 @dataclasses.dataclass(frozen=True)
 class BeatSet:
-    """The beats of a data set, split by record: ``arrays[split]`` holds window, rr, label, record and sample."""
+    """The beats of a data set, split by record: ``arrays[split]`` holds window, rr, label, record, sample and
+    ``index`` (each beat's row in the splits' concatenation, train then val then test)."""
 
     records: list[ecg.Record]
     parts: dict[str, tuple[str, ...]]
     arrays: dict[str, dict[str, np.ndarray]]
-    class_names: tuple[str, ...]
+    scheme: str
+
+
+CLASSES = {"aami": ecg.AAMI_CLASSES, "pvc": ecg.PVC_CLASSES}
 
 
 def record_arrays(record: ecg.Record, index: int, config: Config, scheme: str | None) -> dict[str, np.ndarray]:
@@ -111,21 +117,25 @@ def record_arrays(record: ecg.Record, index: int, config: Config, scheme: str | 
     return arrays
 
 
-def load_beats(config: Config) -> BeatSet:
-    """Reads the records, splits them by record and cuts the beats, as `build_task` does."""
+def load_beats(config: Config, scheme: str | None = None) -> BeatSet:
+    """Reads the records, splits them by record and cuts the beats, as `build_task` does; labels as ``scheme`` (a
+    run's meta.json) says, else as ``config.labels`` (auto: aami where every record carries beat symbols)."""
     records = [r for r in ecg.read_folder(config.data_dir) if r.name not in config.exclude_records]
     if len(records) < 3:
         raise DataError(config.data_dir, f"expected at least 3 records after excluding "
                                          f"{', '.join(config.exclude_records)} (one per split), got {len(records)}")
-    scheme = config.labels
+    scheme = scheme or config.labels
     if scheme == "auto":
         scheme = "aami" if all(r.symbols is not None for r in records) else "pvc"
     parts = ecg.split_records([r.name for r in records], config.val_records, config.split_seed)
     per_record = {r.name: record_arrays(r, i, config, scheme) for i, r in enumerate(records)}
-    arrays = {split: {key: np.concatenate([per_record[n][key] for n in names]) for key in per_record[names[0]]}
-              for split, names in parts.items()}
-    names = ecg.AAMI_CLASSES if scheme == "aami" else ecg.PVC_CLASSES
-    return BeatSet(records, parts, arrays, names)
+    arrays, offset = {}, 0
+    for split, names in parts.items():
+        arrays[split] = {key: np.concatenate([per_record[n][key] for n in names]) for key in per_record[names[0]]}
+        size = len(arrays[split]["sample"])
+        arrays[split]["index"] = np.arange(offset, offset + size, dtype=np.int32)
+        offset += size
+    return BeatSet(records, parts, arrays, scheme)
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -145,15 +155,6 @@ def loss(logits: jax.Array, batch, weights: tuple[float, ...]):
     return value, {"accuracy": Mean.of(jnp.argmax(logits, -1) == labels, where=valid)}
 
 
-def predict(logits: jax.Array, batch) -> dict[str, jax.Array]:
-    probabilities = jax.nn.softmax(logits, axis=-1)
-    out = {"scores": probabilities, "pred": jnp.argmax(logits, -1).astype(jnp.int32), "record": batch["record"],
-           "sample": batch["sample"]}
-    if "label" in batch:
-        out["labels"] = batch["label"]
-    return out
-
-
 def beat_scores(labels: np.ndarray, pred: np.ndarray, class_names: tuple[str, ...]) -> dict[str, float]:
     """Accuracy, macro F1 over the classes present, and per class ``se_``, ``ppv_``, ``f1_`` (scikit-learn)."""
     from sklearn.metrics import precision_recall_fscore_support
@@ -166,7 +167,7 @@ def beat_scores(labels: np.ndarray, pred: np.ndarray, class_names: tuple[str, ..
     return scores
 
 
-def fit_baseline(arrays: dict[str, np.ndarray], num_classes: int):
+def fit_baseline(arrays: dict[str, np.ndarray]):
     """Linear discriminant analysis on [RR features, the window every 9th sample] with equal class priors."""
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
@@ -179,7 +180,9 @@ def baseline_features(arrays: dict[str, np.ndarray]) -> np.ndarray:
     return np.concatenate([arrays["rr"], arrays["window"][:, ::_BASELINE_DECIMATION]], axis=1)
 
 
-def build_model(config: Config, num_classes: int):
+def build_model(config: Config, meta: dict):
+    """The beat classifier ``config.model`` over ``window`` and ``rr``, one logit per class of ``meta``."""
+    num_classes = len(meta["class_names"])
     if config.model == "cnn":
         module = BeatCNN(num_classes, hidden=config.hidden, dropout=config.dropout)
     elif config.model == "lstm":
@@ -190,57 +193,108 @@ def build_model(config: Config, num_classes: int):
     return FromBatch(module, ("window", "rr"))
 
 
-def build_task(config: Config) -> Task:
-    """Reads the records, splits them by record, cuts the beats and assembles the task."""
-    data = load_beats(config)
-    if config.model == "transformer" and data.arrays["train"]["window"].shape[1] < config.patch:
-        raise ConfigError("--patch", f"expected at most the window's {data.arrays['train']['window'].shape[1]} "
-                                     f"samples, got {config.patch}")
-    k = len(data.class_names)
-    train_labels = data.arrays["train"]["label"]
-    weights = class_weights(train_labels, k) if config.class_weights else np.ones(k, np.float32)
+def inference(config: Config, meta: dict):
+    """Class probabilities ``scores``, ``pred``, and each beat's ``record``, ``sample``, ``index`` (and label)."""
+    return FromOutputs(softmax_head)
+
+
+def build_task(config: Config, meta: dict | None = None) -> Task:
+    """Reads the records, splits them by record, cuts the beats and assembles the task; with a run's ``meta``, its
+    label scheme and class weights instead of those of train."""
+    data = load_beats(config, meta["labels"] if meta else None)
+    window = int(data.arrays["train"]["window"].shape[1])
+    if config.model == "transformer" and window < config.patch:
+        raise ConfigError("--patch", f"expected at most the window's {window} samples, got {config.patch}")
+    names = CLASSES[data.scheme]
+    k = len(names)
+    if meta is None:
+        weights = class_weights(data.arrays["train"]["label"], k) if config.class_weights else np.ones(k, np.float32)
+        meta = {"class_names": list(names), "labels": data.scheme, "window_samples": window,
+                "class_weights": weights.tolist()}
 
     @functools.cache
-    def baseline():
-        fitted = fit_baseline(data.arrays["train"], k)
+    def baseline() -> np.ndarray:
+        """The baseline's label of every beat of every split, in ``index`` order."""
+        fitted = fit_baseline(data.arrays["train"])
         print("linear-discriminant baseline fitted on RR + morphology", file=sys.stderr, flush=True)
-        return fitted
+        return fitted.predict(np.concatenate([baseline_features(a) for a in data.arrays.values()]))
 
     def score(predictions) -> dict[str, float]:
         labels, pred = np.asarray(predictions["labels"]), np.asarray(predictions["pred"])
-        scores = beat_scores(labels, pred, data.class_names)
+        scores = beat_scores(labels, pred, names)
         if config.baseline:
-            split = next(s for s, a in data.arrays.items() if len(a["sample"]) == len(labels)
-                         and np.array_equal(a["sample"], predictions["sample"])
-                         and np.array_equal(a["record"], predictions["record"]))
-            base = baseline().predict(baseline_features(data.arrays[split]))
-            scores |= {f"baseline_{key}": value for key, value in beat_scores(labels, base, data.class_names).items()}
+            base = baseline()[np.asarray(predictions["index"])]
+            scores |= {f"baseline_{key}": value for key, value in beat_scores(labels, base, names).items()}
         return scores
 
     counts = {split: np.bincount(a["label"], minlength=k).tolist() for split, a in data.arrays.items()}
     return Task(
         name="ecg",
-        model=build_model(config, k),
+        model=build_model(config, meta),
         splits={split: ArraySplit(arrays) for split, arrays in data.arrays.items()},
-        loss=functools.partial(loss, weights=tuple(float(w) for w in weights)),
-        predict=FromOutputs(predict),
+        loss=functools.partial(loss, weights=tuple(float(w) for w in meta["class_weights"])),
+        predict=inference(config, meta),
         score=score,
-        select_metric="f1_V" if data.class_names == ecg.PVC_CLASSES else "macro_f1",
+        select_metric="f1_V" if names == ecg.PVC_CLASSES else "macro_f1",
         describe={"records": {split: list(names) for split, names in data.parts.items()},
                   "record_names": [r.name for r in data.records], "class_counts": counts,
-                  "class_weights": weights.tolist(), "window_samples": int(data.arrays["train"]["window"].shape[1])},
-        class_names=data.class_names,
+                  "class_weights": meta["class_weights"], "window_samples": window},
+        class_names=names,
         batch_spec={"window": ArraySpec("f", rank=2), "rr": ArraySpec("f", rank=2, low=0.0),
                     "label": ArraySpec("i", rank=1, low=0, high=k)},
+        meta=meta,
     )
+
+
+def read_inputs(arguments: list[str]) -> list[str]:
+    """`medjax predict`'s arguments: record paths (WFDB without extension or its ``.hea``, or ``.npz`` copies)."""
+    return arguments
+
+
+def encode(config: Config, meta: dict, inputs) -> ArraySplit:
+    """Every beat of each record (annotated, or found by the XQRS detector) as a window and its RR features;
+    ``record`` is the input's position, ``index`` the beat's row over all records."""
+    paths = [inputs] if isinstance(inputs, (str, pathlib.Path)) else list(inputs)
+    whole = dataclasses.replace(config, limit=0)
+    per_record = [record_arrays(ecg.read_record(path, detect_missing_annotations=True), i, whole, None)
+                  for i, path in enumerate(paths)]
+    if not per_record:
+        raise DataError(None, "expected ECG record paths to predict, got none")
+    arrays = {key: np.concatenate([a[key] for a in per_record]) for key in per_record[0]}
+    if arrays["window"].shape[1] != meta["window_samples"]:  # a run trained at other --rate/--before/--after
+        raise DataError(None, f"expected windows of the run's {meta['window_samples']} samples, got "
+                              f"{arrays['window'].shape[1]}")
+    return ArraySplit({**arrays, "index": np.arange(len(arrays["sample"]), dtype=np.int32)})
+
+
+def decode(config: Config, meta: dict, predictions: dict, inputs, coverage: float | None = None) -> dict:
+    """One row per beat: ``record`` (the input as given), ``sample`` (its R peak), ``probabilities``, ``label``,
+    ``class`` (and ``set`` with ``coverage``)."""
+    paths = [inputs] if isinstance(inputs, (str, pathlib.Path)) else list(inputs)
+    names = meta["class_names"]
+    return {"record": [str(paths[r]) for r in predictions["record"]],
+            "sample": np.asarray(predictions["sample"], np.int64),
+            **class_columns(predictions["scores"], names),
+            **conformal_columns(config.workdir, coverage, predictions["scores"], names)}
+
+
+def _read_named(folder: str | pathlib.Path, name: str) -> ecg.Record:
+    """Record ``name`` of a data folder, as `medjax.data.ecg.read_folder` names it (``.npz`` copies first)."""
+    folder = pathlib.Path(folder)
+    npz = [p for p in sorted(folder.glob("*.npz")) if p.stem.removeprefix("mitdb_") == name]
+    return ecg.read_npz(npz[0]) if npz else ecg.read_wfdb(folder / name)
 
 
 def plot_workdir(workdir: str | pathlib.Path) -> list[pathlib.Path]:
     """`medjax plot`'s ECG figure: ten seconds of the test record with the most V beats, where the most V beats are,
-    with the true label above each beat and the predicted one below (red where they differ): ``ecg_strip.png``."""
+    with the true label above each beat and the predicted one below (red where they differ): ``ecg_strip.png``.
+    Reads the run's config.json, predictions and that one record; writes only the figure."""
+    import io
+
     from matplotlib.figure import Figure
 
-    from medjax.tasks import load_workdir
+    from medjax.data.files import replace_atomically
+    from medjax.train.workdir import read_json
 
     workdir = pathlib.Path(workdir)
     path = workdir / "predictions_test.npz"
@@ -248,13 +302,12 @@ def plot_workdir(workdir: str | pathlib.Path) -> list[pathlib.Path]:
         return []
     with np.load(path) as saved:
         predictions = dict(saved)
-    task, config = load_workdir(workdir)
-    names, records = task.class_names, ecg.read_folder(config.data_dir)
-    kept = [r for r in records if r.name not in config.exclude_records]
+    saved = read_json(workdir / "config.json", "the config.json of a run")
+    names, config = saved["class_names"], saved["config"]
     v = names.index("V")
-    counts = np.bincount(predictions["record"], weights=predictions["labels"] == v, minlength=len(kept))
+    counts = np.bincount(predictions["record"], weights=predictions["labels"] == v)
     chosen = int(np.argmax(counts))
-    record = kept[chosen]
+    record = _read_named(config["data_dir"], saved["describe"]["record_names"][chosen])
     rows = np.flatnonzero(predictions["record"] == chosen)
     samples, span = predictions["sample"][rows], int(10 * record.fs)
     # The ten seconds holding the most true V beats.
@@ -273,45 +326,7 @@ def plot_workdir(workdir: str | pathlib.Path) -> list[pathlib.Path]:
         axes.text(x, top + 0.15, truth, ha="center", fontsize="small")
         axes.text(x, bottom - 0.35, guess, ha="center", fontsize="small", color="red" if truth != guess else "blue")
     axes.set(xlabel="time (s)", ylabel="mV", ylim=(bottom - 0.6, top + 0.5),
-             title=f"record {record.name}: true labels above, predicted below (red: wrong); model {config.model}")
-    out = workdir / "ecg_strip.png"
-    figure.savefig(out, dpi=100)
-    return [out]
-
-
-def add_predict_arguments(parser) -> None:
-    parser.add_argument("--record", required=True, help="a record: WFDB path without extension (DIR/100) or its "
-                                                        ".hea, or an .npz of the shared copy")
-    parser.add_argument("--output", help="the CSV to write (default: standard output)")
-
-
-def predict_main(args) -> None:
-    """Labels every beat of one record with a trained run's best checkpoint: CSV rows ``sample,label,probability``
-    (and ``true_label`` where the record's annotations carry labels)."""
-    from medjax.tasks import load_workdir
-    from medjax.train import loop
-    from medjax.train.sharding import make_mesh
-
-    record = ecg.read_record(args.record, detect_missing_annotations=True)  # the user's file first: fail fast
-    task, config = load_workdir(args.workdir)
-    state, _ = loop.restore_best(task, config)
-    scheme = "pvc" if task.class_names == ecg.PVC_CLASSES else "aami"
-    annotated = record.symbols is not None or (scheme == "pvc" and record.annotated)
-    arrays = record_arrays(record, 0, dataclasses.replace(config, limit=0), scheme if annotated else None)
-    spec = {key: value for key, value in task.batch_spec.items() if key in arrays}
-    new = dataclasses.replace(task, splits={**task.splits, "test": ArraySplit(arrays)}, batch_spec=spec)
-    predictions = loop.predict_split(state, new, "test", config.eval_batch_size, make_mesh(config.num_devices))
-    names = task.class_names
-    out = open(args.output, "w", newline="") if args.output else sys.stdout
-    try:
-        writer = csv.writer(out)
-        writer.writerow(["sample", "label", "probability"] + (["true_label"] if annotated else []))
-        for i, (sample, pred) in enumerate(zip(predictions["sample"], predictions["pred"])):
-            row = [int(sample), names[pred], f"{predictions['scores'][i, pred]:.4f}"]
-            writer.writerow(row + ([names[predictions["labels"][i]]] if annotated else []))
-    finally:
-        if args.output:
-            out.close()
-    if args.output:
-        print(f"{len(predictions['sample'])} beats of {record.name} labelled: {pathlib.Path(args.output)}",
-              file=sys.stderr)
+             title=f"record {record.name}: true labels above, predicted below (red: wrong); model {config['model']}")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return [replace_atomically(workdir / "ecg_strip.png", buffer.getvalue())]

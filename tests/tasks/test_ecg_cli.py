@@ -1,8 +1,8 @@
-"""`medjax train ecg`, `medjax plot` and `medjax predict ecg` end to end, and the task's parts on small data."""
+"""`medjax train ecg`, `medjax plot` and `medjax predict` of an ECG run end to end, and the task's parts on small
+data."""
 
 from __future__ import annotations
 
-import csv
 import json
 
 import jax
@@ -30,21 +30,17 @@ def test_train_plot_and_predict_through_the_command_line(tmp_path, medjax_comman
     medjax_command(["plot", "--workdir", workdir])
     assert (workdir / "ecg_strip.png").stat().st_size > 10_000 and (workdir / "confusion_matrix.png").exists()
 
-    # A record the run has never seen, annotated: every beat gets a row and its true label.
-    path, _, beats, symbols = ecg_record(tmp_path / "new", seconds=30.0)
-    out = tmp_path / "beats.csv"
-    medjax_command(["predict", "ecg", "--workdir", workdir, "--record", path, "--output", out])
-    rows = list(csv.DictReader(out.open()))
+    # A record the run has never seen: every beat gets a row, one JSON line each.
+    path, _, beats, _ = ecg_record(tmp_path / "new", seconds=30.0)
+    rows = [json.loads(line) for line in
+            medjax_command(["predict", "--workdir", workdir, path]).stdout.splitlines()]
     inside = beats[(beats >= 90) & (beats + 162 <= 30 * 360)]
-    assert [int(r["sample"]) for r in rows] == inside.tolist()
-    assert {r["label"] for r in rows} <= {"non-V", "V"} and all(0.5 <= float(r["probability"]) <= 1 for r in rows)
-    truth = dict(zip(beats.tolist(), symbols))
-    assert [r["true_label"] for r in rows] == ["V" if truth[int(r["sample"])] == "V" else "non-V" for r in rows]
-    # Without an annotation file the beats are found by the QRS detector, and printed to stdout.
+    assert [r["sample"] for r in rows] == inside.tolist() and {r["record"] for r in rows} == {str(path)}
+    assert {r["class"] for r in rows} <= {"non-V", "V"} and all(max(r["probabilities"]) >= 0.5 for r in rows)
+    # Without an annotation file the beats are found by the QRS detector.
     (tmp_path / "new" / "900.atr").unlink()
-    printed = medjax_command(["predict", "ecg", "--workdir", workdir, "--record", path]).stdout.splitlines()
-    assert printed[0] == "sample,label,probability"
-    found = np.array([int(line.split(",")[0]) for line in printed[1:]])
+    printed = medjax_command(["predict", "--workdir", workdir, path]).stdout.splitlines()
+    found = np.array([json.loads(line)["sample"] for line in printed])
     # XQRS finds most synthetic beats (it may miss a wide negative V), each within 50 ms of the annotated R peak.
     assert found.size >= 0.8 * inside.size
     assert np.abs(found[:, None] - beats[None, :]).min(axis=1).max() <= 18
