@@ -105,10 +105,11 @@ def read_npz(path: str | pathlib.Path) -> Record:
     if not path.is_file():
         raise MissingPath(path, "expected an ECG record (.npz), found no such file")
     try:
-        with np.load(path, allow_pickle=False) as saved:
-            keys = getattr(saved, "files", None)
-            if keys is None:  # np.load gave one array: a .npy file under an .npz name
-                raise DataError(path, "expected an .npz archive, got a single .npy array")
+        saved = np.load(path, allow_pickle=False)
+        if not hasattr(saved, "files"):  # one array: a .npy file under an .npz name
+            raise DataError(path, "expected an .npz archive, got a single .npy array")
+        with saved:
+            keys = saved.files
             missing = [key for key in _NPZ_KEYS if key not in keys]
             if missing:
                 raise DataError(path, f"expected the keys {', '.join(_NPZ_KEYS)}, got no {', '.join(missing)}")
@@ -136,34 +137,42 @@ def read_npz(path: str | pathlib.Path) -> Record:
 
 def header_rate(header: str | pathlib.Path) -> float | None:
     """The sampling frequency that a WFDB header's record line gives (its third field, ``fs[/counter[(base)]]``), or
-    None where the line has none (WFDB then means 250 Hz).
+    None where the line has none (WFDB then means 250 Hz), once the header is seen to hold what wfdb needs.
 
     Raises:
-      medjax.errors.DataError: a header with no record line, or a frequency that is not a positive number (wfdb
-        itself would read ``abc`` as 250 Hz), naming the header's line.
+      medjax.errors.DataError: a header with no record line, a signal count that is no positive integer, fewer
+        signal lines than that count, or a frequency that is not a positive number (wfdb itself would read ``abc``
+        as 250 Hz), naming the header's line.
     """
     header = pathlib.Path(header)
-    text = header.read_bytes().decode("latin-1")
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        fields = line.split()
-        if len(fields) < 2:
-            raise DataError(where(header, number), f"expected a WFDB record line 'name signals [frequency "
-                                                   f"[samples]]', got {line[:60]!r}")
-        if len(fields) < 3:
-            return None
-        frequency = fields[2].split("/", 1)[0]
-        try:
-            rate = float(frequency)
-        except ValueError:
-            rate = math.nan
-        if not (math.isfinite(rate) and rate > 0):
-            raise DataError(where(header, number), f"expected a positive sampling frequency in Hz as the record "
-                                                   f"line's third field, got {fields[2][:40]!r}")
-        return rate
-    raise DataError(header, "expected a WFDB record line 'name signals [frequency [samples]]', got an empty header")
+    lines = [(number, line.split("#", 1)[0].strip())
+             for number, line in enumerate(header.read_bytes().decode("latin-1").splitlines(), 1)]
+    lines = [(number, line) for number, line in lines if line]
+    if not lines:
+        raise DataError(header, "expected a WFDB record line 'name signals [frequency [samples]]', got an empty "
+                                "header")
+    number, line = lines[0]
+    fields = line.split()
+    if len(fields) < 2 or not fields[1].isdigit() or int(fields[1]) < 1:
+        raise DataError(where(header, number), f"expected a WFDB record line 'name signals [frequency [samples]]' "
+                                               f"with at least one signal, got {line[:60]!r}")
+    signals = int(fields[1])
+    if "/" not in fields[0]:  # a single-segment record: one line per signal follows (multi-segment: one per segment)
+        described = [n for n, text in lines[1:] if len(text.split()) >= 2]
+        if len(described) < signals:
+            raise DataError(where(header, number), f"expected {signals} signal line(s) after the record line, got "
+                                                   f"{len(described)}")
+    if len(fields) < 3:
+        return None
+    frequency = fields[2].split("/", 1)[0]
+    try:
+        rate = float(frequency)
+    except ValueError:
+        rate = math.nan
+    if not (math.isfinite(rate) and rate > 0):
+        raise DataError(where(header, number), f"expected a positive sampling frequency in Hz as the record "
+                                               f"line's third field, got {fields[2][:40]!r}")
+    return rate
 
 
 def read_wfdb(path: str | pathlib.Path, annotator: str = "atr", detect_missing_annotations: bool = False) -> Record:
@@ -195,7 +204,7 @@ def read_wfdb(path: str | pathlib.Path, annotator: str = "atr", detect_missing_a
     header_rate(header)
     try:
         record = wfdb.rdrecord(str(base), channels=[0], physical=True)
-    except (IndexError, HeaderSyntaxError) as err:
+    except (IndexError, HeaderSyntaxError, UnicodeDecodeError) as err:
         raise DataError(header, f"expected a WFDB header, got unreadable contents ({err})") from None
     except ValueError as err:
         raise DataError(header, f"expected the signal file to hold the samples the header lists, got a shorter or "

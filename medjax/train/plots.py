@@ -243,9 +243,14 @@ def _load_predictions(path: pathlib.Path) -> dict[str, np.ndarray]:
     """The arrays of ``predictions_test.npz`` (no pickles); a `DataError` naming the file when it is damaged, holds
     no numbers, or whose labels, scores and pred differ in length."""
     try:
-        with np.load(path, allow_pickle=False) as saved:
+        saved = np.load(path, allow_pickle=False)
+        if not hasattr(saved, "files"):  # one array: a .npy file under an .npz name
+            raise DataError(path, "expected the .npz archive a run writes, got a single .npy array")
+        with saved:
             predictions = {key: saved[key] for key in saved.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        if isinstance(err, DataError):
+            raise
         raise DataError(path, f"expected the .npz archive a run writes, got unreadable contents "
                               f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
     lengths = {}

@@ -157,6 +157,10 @@ def test_plot_names_a_truncated_or_pickled_predictions_file(tmp_path, capsys):
     one_line_error(capsys, ["plot", "--workdir", workdir], f"{path}: expected labels, scores and pred of one length")
     np.savez(path, labels=np.array([0, 10 ** 9]), pred=np.array([0, 1]))
     one_line_error(capsys, ["plot", "--workdir", workdir], f"{path}: labels: expected class indices")
+    with open(path, "wb") as handle:
+        np.save(handle, np.zeros(3))
+    one_line_error(capsys, ["plot", "--workdir", workdir], f"{path}: expected the .npz archive a run writes, got a "
+                                                           f"single .npy array")
 
 
 def test_plot_replaces_a_symlinked_figure_without_writing_through_it(tmp_path):
@@ -171,7 +175,8 @@ def test_plot_replaces_a_symlinked_figure_without_writing_through_it(tmp_path):
 
 def test_class_names_with_dollars_are_drawn_as_text(tmp_path):
     workdir = run_folder(tmp_path / "run", results={"best_epoch": 2}, metrics=False)
-    (workdir / "config.json").write_text(json.dumps({"task": "t", "config": {}, "class_names": ["$\\frac{$", "a_$b$^"]}))
+    names = ["$\\frac{$", "a_$b$^"]  # mathtext that does not parse
+    (workdir / "config.json").write_text(json.dumps({"task": "t", "config": {}, "class_names": names}))
     np.savez(workdir / "predictions_test.npz", labels=np.array([0, 1, 1, 0]), pred=np.array([0, 1, 0, 0]))
     assert [p.name for p in plots.plot_workdir(workdir)] == ["confusion_matrix.png"]  # bad mathtext raised here
 
@@ -262,10 +267,13 @@ def test_a_header_whose_frequency_is_no_positive_number_is_refused(tmp_path, cap
 
 def test_a_header_without_a_frequency_means_250_hz(tmp_path):
     header = tmp_path / "r.hea"
-    header.write_text("# a comment\n\nr 1\n")
+    header.write_text("# a comment\n\nr 1\nr.dat 16\n")
     assert ecg.header_rate(header) is None
-    header.write_text("r 1 360/720(0) 7200\n")
+    header.write_text("r 1 360/720(0) 7200\nr.dat 16 200\n")
     assert ecg.header_rate(header) == 360.0
+    header.write_text("r x 360\n")
+    with pytest.raises(DataError, match=r"r\.hea:1: expected a WFDB record line .* with at least one signal"):
+        ecg.header_rate(header)
 
 
 def test_a_missing_signal_file_is_named(tmp_path, capsys):
@@ -292,9 +300,24 @@ def test_a_truncated_or_pickled_npz_record_is_named(tmp_path, capsys):
              is_pvc=np.zeros(12, np.uint8))
     with pytest.raises(DataError, match="adu_per_mv: expected one positive number"):
         ecg.read_npz(path)
+    with open(path, "wb") as handle:
+        np.save(handle, np.zeros(3600))
+    with pytest.raises(DataError, match="expected an .npz archive, got a single .npy array"):
+        ecg.read_npz(path)
 
 
-# --- 4. windows that would not fit in memory ---------------------------------------------------------------------------
+@pytest.mark.parametrize("damage", ["no signal line", "signal line garbled"])
+def test_a_damaged_header_is_named(tmp_path, damage):
+    base, _, _, _ = ecg_record(tmp_path / "ecg", seconds=10.0)
+    header = base.with_suffix(".hea")
+    lines = header.read_text().splitlines()
+    header.write_text(lines[0] + "\n" + ("" if damage == "no signal line" else "900.dat zz 200.0(0)/mV\n"))
+    named = f"{header}:1: expected 1 signal line" if damage == "no signal line" else f"{header}: expected a WFDB header"
+    with pytest.raises(DataError, match=rf"^{named}"):
+        ecg.read_wfdb(base)
+
+
+# --- 4. windows that would not fit in memory --------------------------------------------------------------------------
 
 def test_window_bytes_of_a_1000_second_window():
     # 1000 s before the R peak at 360 Hz: 360,162 samples a beat; 20,000 beats of them are 28.8 GB.
