@@ -129,6 +129,10 @@ def load(workdir: str | os.PathLike, which: str = "best") -> Run:
         raise UserError(None, f"expected which='best' or 'latest', got {which!r}")
     workdir = pathlib.Path(workdir)
     name, fields = read_run_config(workdir)
+    folder = workdir / "checkpoints" / which
+    if not (folder.is_dir() and any(child.name.isdigit() for child in folder.iterdir())):
+        raise UserError(workdir, f"expected a run with a finished epoch, found no {which} checkpoint under "
+                                 f"checkpoints/")
     module = task_module(name)
     fields["workdir"] = str(workdir)  # the folder as given now: the run may have moved
     config = from_mapping(module.Config, fields, str(workdir / "config.json"), saved=True)
@@ -143,9 +147,6 @@ def load(workdir: str | os.PathLike, which: str = "best") -> Run:
     directory = workdir / "checkpoints"
     try:
         arrays, record = restore_model(directory, which, abstract)
-    except FileNotFoundError:
-        raise UserError(workdir, f"expected a run with a finished epoch, found no {which} checkpoint under "
-                                 f"checkpoints/") from None
     except (ValueError, KeyError, OSError) as err:
         raise DataError(directory / which, f"expected a readable checkpoint, got a damaged one "
                                            f"({type(err).__name__}: {str(err).splitlines()[0][:160]})") from None

@@ -17,7 +17,7 @@ def test_help_lists_every_command(capsys):
 @pytest.mark.parametrize("argv, names", [
     (["frobnicate"], "train, predict, recommend, translate, report, explain, export, evaluate"),
     (["train", "xray"], "ecg, medmnist, molecules, ner, textclf, translation, treatment"),
-    (["predict", "medmnist"], "ecg, molecules"),
+    (["predict", "--workdir", "w", "--format", "xml"], "'jsonl', 'csv'"),
 ])
 def test_wrong_names_get_the_valid_ones_in_one_line(argv, names, capsys):
     assert cli.main(argv) == 2

@@ -16,31 +16,21 @@ import io
 import json
 import os
 import pathlib
-import tempfile
 from typing import Any
 
 import jax
 import numpy as np
 
+from medjax.data.files import replace_atomically
 from medjax.errors import DataError, UserError
 
 CONFIG, META, RESULTS = "config.json", "meta.json", "results.json"
 
 
 def write_atomically(path: str | os.PathLike, contents: str | bytes) -> None:
-    """Writes ``path`` through a temporary file in its folder and a rename: a kill leaves the old file or the new,
-    never half; a symlink at ``path`` is replaced by the file, not followed."""
-    path = pathlib.Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as f:
-            f.write(contents.encode() if isinstance(contents, str) else contents)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        pathlib.Path(temporary).unlink(missing_ok=True)
-        raise
+    """Writes ``path`` through a fresh temporary file in its folder and a rename: a kill leaves the old file or the
+    new, never half; a symlink at ``path`` is replaced by the file, not followed (`medjax.data.files`)."""
+    replace_atomically(path, contents)
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:

@@ -84,11 +84,12 @@ def test_train_predict_and_parity_on_freesolv(tmp_path, medjax_command):
     assert molecules.plot_parity(workdir).stat().st_size > 1000
 
     first = rows[index[0]]["smiles"]
-    out = medjax_command(["predict", "molecules", "--workdir", workdir, "--smiles", "CCO", first]).stdout
-    lines = list(csv.reader(out.splitlines()))
-    assert lines[0] == ["smiles", "prediction"] and [row[0] for row in lines[1:]] == ["CCO", first]
-    assert np.isfinite(float(lines[1][1]))
-    assert float(lines[2][1]) == pytest.approx(predicted[0], abs=1e-4)
+    out = medjax_command(["predict", "--workdir", workdir, "CCO", first, "C1CC", "--format", "csv"]).stdout
+    lines = list(csv.DictReader(out.splitlines()))
+    assert [row["smiles"] for row in lines] == ["CCO", first, "C1CC"]
+    assert [row["valid"] for row in lines] == ["True", "True", "False"] and lines[2]["prediction"] == "nan"
+    assert np.isfinite(float(lines[0]["prediction"]))
+    assert float(lines[1]["prediction"]) == pytest.approx(predicted[0], abs=1e-4)
 
 
 def test_a_bad_smiles_is_one_line_naming_the_file(tmp_path):

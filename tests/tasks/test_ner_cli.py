@@ -190,8 +190,8 @@ def test_cli_train_and_evaluate_on_ncbi(ncbi_dir, tmp_path, medjax_command, read
         assert 0.0 <= results[key] <= 1.0
     # Two epochs on 96 sentences already find some diseases: the scores are not all zero.
     assert results["test_token_accuracy"] > 0.8
-    saved = json.loads((workdir / "vocab.json").read_text())
-    assert saved["tags"] == ["O", "B-Disease", "I-Disease"]
+    saved = json.loads((workdir / "meta.json").read_text())
+    assert saved["tags"] == ["O", "B-Disease", "I-Disease"] and not (workdir / "vocab.json").exists()
     # `medjax evaluate` rebuilds the task from the work folder and reproduces the test scores of the best epoch.
     assert "test_f1" in medjax_command(["evaluate", "--workdir", workdir]).stdout
     again = evaluate_workdir(workdir)

@@ -90,8 +90,8 @@ def test_loss_and_predict_ignore_padding_rows():
     log_p = np.asarray(jax.nn.log_softmax(logits))
     assert float(loss) == pytest.approx(-(log_p[0, 0] + log_p[1, 1]) / 2, rel=1e-6)
     assert (float(sums["accuracy"].total), float(sums["accuracy"].count)) == (1.0, 2.0)
-    predictions = textclf.predict(logits, batch)
-    assert predictions["pred"].tolist() == [0, 2, 0]
+    predictions = textclf.inference(None, {})(lambda variables, batch, train: logits, None, batch)
+    assert predictions["pred"].tolist() == [0, 2, 0] and predictions["labels"].tolist() == [0, 1, 2]
     np.testing.assert_allclose(predictions["scores"].sum(axis=1), 1.0, rtol=1e-6)
 
 
