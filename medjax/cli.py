@@ -259,16 +259,19 @@ def _explain(argv: list[str]) -> int:
 
 
 def _export(argv: list[str]) -> int:
-    """`medjax export --workdir W [--int8]`: `medjax.train.export`."""
+    """`medjax export --workdir W [--format npz|stablehlo ...] [--int8]`: `medjax.train.export`."""
     from medjax.train import export
     from medjax.train.progress import format_metrics
 
     parser = _Parser(prog="medjax export", description=export.__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", required=True, help="the work folder of a `medjax train` run")
+    parser.add_argument("--format", nargs="+", choices=export.FORMATS, default=["npz"],
+                        help="npz (the variables; always written) and/or stablehlo (the inference function with its "
+                             "weights, batch dimension symbolic, for any JAX runtime)")
     parser.add_argument("--int8", action="store_true", help="also write the int8 model and score and time it")
     args = parser.parse_args(argv)
-    print(format_metrics(export.export_workdir(args.workdir, args.int8)))
+    print(format_metrics(export.export_workdir(args.workdir, args.int8, tuple(args.format))))
     return 0
 
 

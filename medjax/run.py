@@ -84,9 +84,10 @@ class Run:
         predictions = self.predict_split(split)
         return self.module.decode(self.config, self.meta, predictions, inputs, **options)
 
-    def predict_split(self, split: Any, batch_size: int | None = None) -> dict[str, np.ndarray]:
+    def predict_split(self, split: Any, batch_size: int | None = None, reorder: bool = True) -> dict[str, np.ndarray]:
         """The task's inference over a `medjax.data.splits` split whose batches carry the model's inputs and an
-        ``index`` (each example's position): predictions in index order, padding removed."""
+        ``index`` (each example's position): predictions in index order (``reorder``; else in the split's batch
+        order, as the loop scores them), padding removed."""
         batch_size = batch_size or self.config.eval_batch_size
         outputs, masks = [], []
         for batch in batching.padded_batches(split, batch_size):
@@ -98,7 +99,7 @@ class Run:
         if self.members > 1:
             combine = getattr(self.module, "combine", None) or ensemble.mean_probabilities
             predictions = combine(predictions)
-        return evaluation.in_input_order(predictions, len(split))
+        return evaluation.in_input_order(predictions, len(split)) if reorder else predictions
 
     def step(self, batch: dict[str, np.ndarray]) -> Any:
         """One batch through the task's predict, jitted (compiled once per batch shape)."""

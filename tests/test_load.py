@@ -39,6 +39,33 @@ def predict_cli(capsys, workdir: pathlib.Path, *arguments: str) -> list[dict]:
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
+SERVE = """
+import json, sys
+import numpy as np
+from jax import export
+exported = export.deserialize(open(sys.argv[1], "rb").read())
+signature = json.load(open(sys.argv[2]))
+with np.load(sys.argv[3]) as inputs:
+    outputs = exported.call(*[inputs[entry["name"]] for entry in signature["inputs"]])
+np.savez(sys.argv[4], **{name: np.asarray(value) for name, value in outputs.items()})
+assert not any(name.startswith("medjax") for name in sys.modules), "medjax was imported"
+"""
+
+
+def serve_without_medjax(tmp_path: pathlib.Path, workdir: pathlib.Path, inputs: dict) -> dict:
+    """Exports the run as StableHLO and calls it in a fresh Python process that never imports medjax."""
+    import subprocess
+    import sys
+
+    assert cli.main(["export", "--workdir", str(workdir), "--format", "stablehlo"]) == 0
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    folder = workdir / "export"
+    subprocess.run([sys.executable, "-I", "-c", SERVE, str(folder / "model.stablehlo"), str(folder / "signature.json"),
+                    str(tmp_path / "inputs.npz"), str(tmp_path / "outputs.npz")], check=True, cwd=tmp_path)
+    with np.load(tmp_path / "outputs.npz") as outputs:
+        return dict(outputs)
+
+
 def copy_of(name: str, tmp_path: pathlib.Path) -> pathlib.Path:
     return pathlib.Path(shutil.copytree(data_dir(name), tmp_path / name))
 
@@ -70,6 +97,8 @@ def test_medmnist_ensemble_predicts_images_and_files_without_its_data(tmp_path, 
     np.testing.assert_allclose([row["probabilities"] for row in rows], out["probabilities"][:3], atol=1e-6)
     assert [row["class"] for row in rows] == out["class"][:3]
     assert tree_hashes(workdir) == before
+    served = serve_without_medjax(tmp_path, workdir, {"image": images[:5, ..., None]})
+    np.testing.assert_allclose(served["scores"], out["probabilities"][:5], atol=1e-5)
     # Coverage of the split-conformal sets on test, within three binomial sd of the guarantee.
     n = len(images)
     assert results["test_conformal_coverage_90"] >= 0.9 - 3 * math.sqrt(0.09 / n)
@@ -97,6 +126,9 @@ def test_textclf_predicts_texts_without_its_data(tmp_path, capsys):
     np.testing.assert_allclose([row["probabilities"] for row in rows], out["probabilities"][:2], atol=1e-6)
     assert all(set(row["set"]) <= set(run.meta["class_names"]) for row in rows)
     assert tree_hashes(workdir) == before
+    batch = next(run.module.encode(run.config, run.meta, texts[:5]).batches(5))
+    served = serve_without_medjax(tmp_path, workdir, {"ids": batch["ids"], "mask": batch["mask"]})
+    np.testing.assert_allclose(served["scores"], out["probabilities"][:5], atol=1e-5)
     assert results["test_conformal_coverage_90"] >= 0.9 - 3 * math.sqrt(0.09 / len(texts))
 
 

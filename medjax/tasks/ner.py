@@ -208,7 +208,7 @@ def predict(outputs, batch, allowed=None) -> dict:
     valid IOB2 paths (``constrained_tags``), so a run reports both side by side.
     """
     mask = batch["mask"]
-    result = {"index": batch["index"]}
+    result = {"index": batch["index"]} if "index" in batch else {}
     if "tags" in batch:
         result["gold_tags"] = jnp.where(mask, batch["tags"], -1).astype(jnp.int32)
     if "crf" not in outputs:

@@ -1,8 +1,9 @@
 """What a trained model costs to keep and to run: `medjax report --workdir W` (without ``--html``).
 
-From the run's best checkpoint: the parameter count and bytes, the size on disk (the best checkpoint's files, the
+From the run's best checkpoint, loaded without its data (`medjax.load`): the parameter count and bytes, the size on disk (the best checkpoint's files, the
 optimizer's state included), the FLOPs per
-example of the compiled inference step (XLA's own cost analysis of ``model.apply`` at batch 64, divided by 64), the
+example of the compiled inference step (XLA's own cost analysis of ``model.apply`` at batch 64 shaped as the batch the
+run was initialised on, divided by 64), the
 latency per example at batch 1 and at batch 64 (median of 20 timed calls after a warm-up, on the default device) and
 the compiled step's memory (arguments, outputs and XLA's temporaries, from ``memory_analysis``). Written to
 ``<workdir>/cost.json`` and printed.
@@ -19,6 +20,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from medjax.train.workdir import write_atomically
+
 TIMED_CALLS = 20
 
 
@@ -26,49 +29,59 @@ def _directory_bytes(path: pathlib.Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def _inference(model, variables, batch) -> tuple[Any, float]:
-    """The compiled inference call on ``batch`` and its median seconds per call."""
-    compiled = jax.jit(lambda v, b: model.apply(v, b, train=False)).lower(variables, batch).compile()
-    jax.block_until_ready(compiled(variables, batch))
+def timed(fn, *args) -> tuple[Any, float]:
+    """``fn`` compiled for ``args`` and its median seconds per call over `TIMED_CALLS` calls after a warm-up."""
+    compiled = jax.jit(fn).lower(*args).compile()
+    jax.block_until_ready(compiled(*args))
     times = []
     for _ in range(TIMED_CALLS):
         start = time.perf_counter()
-        jax.block_until_ready(compiled(variables, batch))
+        jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - start)
     return compiled, statistics.median(times)
 
 
+def example_batch(init_batch: dict, count: int) -> dict[str, np.ndarray]:
+    """A batch of ``count`` rows shaped as the batch a run was initialised on (``meta["init_batch"]``): zeros, masks
+    all True. FLOPs and latency do not depend on the values."""
+    return {name: (np.ones if spec["dtype"] == "bool" else np.zeros)((count, *spec["shape"][1:]), spec["dtype"])
+            for name, spec in init_batch.items()}
+
+
 def cost_report(workdir: str | pathlib.Path) -> dict[str, Any]:
-    """Measures the run's model as the module docstring says; returns (and writes) the figures."""
-    from medjax.tasks import load_workdir
+    """Measures a run's model as the module docstring says, from the loaded run alone (no data); returns (and
+    writes) the figures. An ensemble is measured by its first member."""
+    from medjax.run import load
+    from medjax.train import ensemble
 
-    task, config = load_workdir(workdir)
-    return measure(task, config)
+    run = load(workdir)
+    variables = ensemble.member(run.variables, 0) if run.members > 1 else run.variables
+    return measure(run.model, variables, example_batch(run.meta["init_batch"], 64), run.workdir, run.task)
 
 
-def measure(task, config) -> dict[str, Any]:
-    """`cost_report` for a task and the config of a finished run in ``config.workdir``."""
-    from medjax.train import loop
-
-    workdir = pathlib.Path(config.workdir)
-    state, _ = loop.restore_best(task, config)
-    variables = state.variables
-    batch64 = next(task.splits["test"].batches(64))
+def measure(model, variables, batch64: dict, workdir: pathlib.Path, task_name: str) -> dict[str, Any]:
+    """`cost_report` of ``model`` with ``variables`` on a batch of 64 (cut to one for the batch-1 latency)."""
+    workdir = pathlib.Path(workdir)
     size = len(next(iter(batch64.values())))
     batch1 = {k: v[:1] for k, v in batch64.items()}
-    compiled, seconds64 = _inference(task.model, variables, batch64)
-    _, seconds1 = _inference(task.model, variables, batch1)
+
+    def infer(v, b):
+        return model.apply(v, b, train=False)
+
+    compiled, seconds64 = timed(infer, variables, batch64)
+    _, seconds1 = timed(infer, variables, batch1)
     analysis = compiled.cost_analysis()
     analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
     memory = compiled.memory_analysis()
     peak = None
     if memory is not None:
         peak = int(memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes)
+    params = variables["params"]
     figures = {
-        "task": task.name,
+        "task": task_name,
         "device": str(jax.devices()[0].device_kind),
-        "parameters": int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(state.params))),
-        "parameter_bytes": int(sum(np.asarray(leaf).nbytes for leaf in jax.tree_util.tree_leaves(state.params))),
+        "parameters": int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params))),
+        "parameter_bytes": int(sum(np.asarray(leaf).nbytes for leaf in jax.tree_util.tree_leaves(params))),
         # The best checkpoint holds the optimizer's state too (Adam: two more copies of the parameters).
         "checkpoint_bytes": _directory_bytes(workdir / "checkpoints" / "best"),
         "flops_per_example": float(analysis.get("flops", float("nan"))) / size,
@@ -77,5 +90,5 @@ def measure(task, config) -> dict[str, Any]:
         "batch_64_examples": size,
         "compiled_memory_bytes_batch_64": peak,
     }
-    (workdir / "cost.json").write_text(json.dumps(figures, indent=2) + "\n")
+    write_atomically(workdir / "cost.json", json.dumps(figures, indent=2) + "\n")
     return figures

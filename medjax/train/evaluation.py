@@ -9,7 +9,8 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
-from medjax.metrics import conformal
+from medjax.metrics import calibration, conformal
+from medjax.train import ensemble
 
 
 def concatenate(outputs: Sequence[Any], masks: Sequence[np.ndarray], axis: int = 0) -> Any:
@@ -58,3 +59,31 @@ def calibrate(workdir: pathlib.Path, val: Any, test: Any, coverage: float = 0.9)
     percent = round(100 * coverage)
     return {f"conformal_coverage_{percent}": float(np.mean(conformal.covered(method, test, q))),
             f"conformal_size_{percent}": conformal.size(method, test, q)}
+
+
+def score_split(task, predictions: Any, split_name: str) -> dict[str, Any]:
+    """``task.score`` of a split's predictions, as JSON values; for an ensemble (``{"ensemble", "members"}``) also
+    each member's scores, the expected calibration error and the predictive entropy."""
+    if isinstance(predictions, dict) and set(predictions) == {"ensemble", "members"}:
+        stacked = predictions["members"]
+        scores = score_split(task, predictions["ensemble"], split_name)
+        for index in range(len(next(iter(jax.tree_util.tree_leaves(stacked))))):
+            member_scores = task.score(ensemble.member(stacked, index))
+            scores.update({f"member{index}_{name}": _json_value(v) for name, v in member_scores.items()})
+        combined = predictions["ensemble"]
+        if isinstance(combined, dict) and "scores" in combined and np.ndim(combined.get("labels")) == 1:
+            scores["ece"] = calibration.expected_calibration_error(combined["labels"], combined["scores"])
+            scores["entropy"] = calibration.mean_entropy(combined["scores"])
+        return scores
+    scores = {name: _json_value(value) for name, value in task.score(predictions).items()}
+    if task.select_metric not in scores:
+        raise ValueError(
+            f"task.score gave {sorted(scores)} on {split_name}; the task selects on {task.select_metric!r}, which is "
+            f"not among them"
+        )
+    return scores
+
+
+def _json_value(value: Any) -> Any:
+    value = np.asarray(value)
+    return value.item() if value.ndim == 0 else value.tolist()

@@ -1,6 +1,8 @@
-"""`medjax export --workdir W [--int8]`: the best checkpoint's model as one NumPy archive, and what int8 changes.
+"""`medjax export --workdir W [--format stablehlo] [--int8]`: the best checkpoint's model for deployment.
 
-Writes ``<workdir>/export/model-f32.npz`` (the model's variables, float32; no optimizer state) and, with ``--int8``,
+Writes ``<workdir>/export/model-f32.npz`` (the model's variables, float32; no optimizer state); with ``--format
+stablehlo`` also ``model.stablehlo`` and ``signature.json`` (`medjax.train.serving`: the inference function with its
+weights, runnable by JAX without medjax); with ``--int8``,
 ``model-int8.npz`` (every kernel as int8 plus per-channel float32 scales, `medjax.train.quantize`). Arrays are stored
 under their ``/``-joined pytree paths; `load_export` reads them back with ``allow_pickle=False``. With ``--int8`` it
 also scores the test split with the dequantised weights beside float32 and times one example at batch 1 and at
@@ -9,7 +11,7 @@ batch 64 (the int8 call dequantises inside the jit); the figures go to ``export/
 
 from __future__ import annotations
 
-import io
+import dataclasses
 import json
 import pathlib
 from typing import Any
@@ -18,7 +20,8 @@ import jax
 import numpy as np
 
 from medjax.errors import DataError
-from medjax.train import quantize, sharding
+from medjax.train import quantize
+from medjax.train.workdir import flat_arrays, npz_bytes, write_atomically
 
 
 def _nest(flat: dict[str, np.ndarray]) -> dict:
@@ -34,11 +37,7 @@ def _nest(flat: dict[str, np.ndarray]) -> dict:
 
 def save_export(path: pathlib.Path, variables: Any) -> int:
     """Writes ``variables`` as an ``.npz`` atomically; returns its size in bytes."""
-    from medjax.train.loop import _flat_arrays, write_atomically
-
-    buffer = io.BytesIO()
-    np.savez(buffer, **_flat_arrays(variables))
-    write_atomically(path, buffer.getvalue())
+    write_atomically(path, npz_bytes(flat_arrays(variables)))
     return path.stat().st_size
 
 
@@ -53,59 +52,62 @@ def load_export(path: str | pathlib.Path) -> dict:
         raise DataError(path, f"expected a `medjax export` .npz archive, got unreadable contents ({err})") from None
 
 
-def _latency(fn, variables, batch) -> float:
-    from medjax.train.cost import _inference
-
-    return _inference(_Callable(fn), variables, batch)[1]
+FORMATS = ("npz", "stablehlo")
 
 
-class _Callable:
-    """Gives a function the ``apply`` interface `medjax.train.cost._inference` times."""
+def export_workdir(workdir: str | pathlib.Path, int8: bool = False, formats: tuple[str, ...] = ("npz",)
+                   ) -> dict[str, Any]:
+    """Exports a run's best model into ``<workdir>/export/`` in ``formats``; with ``int8`` also quantises it and
+    scores and times both (which needs the run's data). Returns (and writes) the figures."""
+    from medjax.run import load
 
-    def __init__(self, fn):
-        self.fn = fn
-
-    def apply(self, variables, batch, train=False):
-        return self.fn(variables, batch)
-
-
-def export_workdir(workdir: str | pathlib.Path, int8: bool) -> dict[str, Any]:
-    from medjax.tasks import load_workdir
-    from medjax.train import loop
-
-    task, config = load_workdir(workdir)
-    state, record = loop.restore_best(task, config)
+    run = load(workdir)
     folder = pathlib.Path(workdir) / "export"
     folder.mkdir(exist_ok=True)
-    variables = jax.device_get(state.variables)
-    figures: dict[str, Any] = {"task": task.name, "best_epoch": record["epoch"],
+    variables = jax.device_get(run.variables)
+    figures: dict[str, Any] = {"task": run.task, "best_epoch": run.record["epoch"],
                                "f32_bytes": save_export(folder / "model-f32.npz", variables)}
+    if "stablehlo" in formats:
+        from medjax.train.serving import export_stablehlo
+
+        export_stablehlo(run, folder)
+        figures["stablehlo_bytes"] = (folder / "model.stablehlo").stat().st_size
     if int8:
-        collections = {k: v for k, v in variables.items() if k != "params"}
-        quantized = {"params": quantize.quantize_tree(variables["params"]), **collections}
-        figures["int8_bytes"] = save_export(folder / "model-int8.npz", quantized)
-        figures["arrays_quantized"] = quantize.count_quantized(quantized["params"])
-        figures["size_ratio"] = figures["f32_bytes"] / figures["int8_bytes"]
-        dequantized = state.replace(params=jax.device_put(quantize.dequantize_tree(quantized["params"])))
-        mesh = sharding.make_mesh(config.num_devices)
-        for name, candidate in (("f32", state), ("int8", dequantized)):
-            predictions = loop.predict_split(candidate, task, "test", config.eval_batch_size, mesh)
-            figures.update({f"{name}_test_{k}": v for k, v in loop._score(task, predictions, "test").items()})
-        metric = task.select_metric
-        figures["change_in_test_" + metric] = figures[f"int8_test_{metric}"] - figures[f"f32_test_{metric}"]
-        batch64 = next(task.splits["test"].batches(64))
-        batch1 = {k: v[:1] for k, v in batch64.items()}
-        size = len(next(iter(batch64.values())))
+        figures |= _int8(run, folder, variables, figures["f32_bytes"])
+    write_atomically(folder / "export.json", json.dumps(figures, indent=2) + "\n")
+    return figures
 
-        def f32_call(v, b):
-            return task.model.apply(v, b, train=False)
 
-        def int8_call(v, b):
-            return task.model.apply({**v, "params": quantize.dequantize_tree(v["params"])}, b, train=False)
+def _int8(run, folder: pathlib.Path, variables: Any, f32_bytes: int) -> dict[str, Any]:
+    """Quantises the kernels, writes ``model-int8.npz``, scores the test split with both and times both."""
+    from medjax.tasks import load_workdir
+    from medjax.train import evaluation
+    from medjax.train.cost import example_batch, timed
 
-        for name, fn, tree in (("f32", f32_call, variables), ("int8", int8_call, quantized)):
-            figures[f"{name}_latency_ms_batch_1"] = _latency(fn, tree, batch1) * 1e3
-            figures[f"{name}_latency_ms_per_example_batch_64"] = _latency(fn, tree, batch64) * 1e3 / size
-        figures["device"] = str(jax.devices()[0].device_kind)
-    (folder / "export.json").write_text(json.dumps(figures, indent=2) + "\n")
+    task, _ = load_workdir(run.workdir)
+    collections = {k: v for k, v in variables.items() if k != "params"}
+    quantized = {"params": quantize.quantize_tree(variables["params"]), **collections}
+    figures: dict[str, Any] = {"int8_bytes": save_export(folder / "model-int8.npz", quantized),
+                               "arrays_quantized": quantize.count_quantized(quantized["params"])}
+    figures["size_ratio"] = f32_bytes / figures["int8_bytes"]
+    dequantized = dataclasses.replace(run, variables={**variables,
+                                                      "params": quantize.dequantize_tree(quantized["params"])})
+    for name, candidate in (("f32", run), ("int8", dequantized)):
+        predictions = candidate.predict_split(task.splits["test"], reorder=False)
+        figures |= {f"{name}_test_{k}": v for k, v in evaluation.score_split(task, predictions, "test").items()}
+    metric = task.select_metric
+    figures["change_in_test_" + metric] = figures[f"int8_test_{metric}"] - figures[f"f32_test_{metric}"]
+    batch64 = example_batch(run.meta["init_batch"], 64)
+    batch1 = {k: v[:1] for k, v in batch64.items()}
+
+    def f32_call(v, b):
+        return run.model.apply(v, b, train=False)
+
+    def int8_call(v, b):
+        return run.model.apply({**v, "params": quantize.dequantize_tree(v["params"])}, b, train=False)
+
+    for name, fn, tree in (("f32", f32_call, variables), ("int8", int8_call, quantized)):
+        figures[f"{name}_latency_ms_batch_1"] = timed(fn, tree, batch1)[1] * 1e3
+        figures[f"{name}_latency_ms_per_example_batch_64"] = timed(fn, tree, batch64)[1] * 1e3 / 64
+    figures["device"] = str(jax.devices()[0].device_kind)
     return figures

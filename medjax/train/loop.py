@@ -36,7 +36,6 @@ from jax.sharding import Mesh
 
 import medjax
 from medjax.errors import ConfigError, UserError
-from medjax.metrics import calibration
 from medjax.train import batching, ensemble, evaluation, metrics, optim, ownership, privacy, sharding, steps
 from medjax.train.checkpoint import RunCheckpoints
 from medjax.train.config import TrainConfig, as_json
@@ -110,7 +109,7 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
                                                           reporter, events)
                 if run.dp:
                     train_metrics["dp_epsilon"] = run.dp.epsilon_after(step)
-                val = _score(task, predict_split(state, task, "val", config.eval_batch_size, run.mesh, run.members,
+                val = evaluation.score_split(task, predict_split(state, task, "val", config.eval_batch_size, run.mesh, run.members,
                                            run.how),
                              "val")
                 value = _selection_value(val[task.select_metric])
@@ -154,7 +153,7 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
         val_predictions = predict_split(best_state, task, "val", config.eval_batch_size, run.mesh, run.members,
                                         run.how)
     ensembled = (lambda p: p["ensemble"]) if run.members > 1 else (lambda p: p)
-    calibration = evaluation.calibrate(workdir, ensembled(val_predictions), ensembled(test_predictions))
+    conformal_figures = evaluation.calibrate(workdir, ensembled(val_predictions), ensembled(test_predictions))
     results = {
         "task": task_name,
         "select_metric": task.select_metric,
@@ -162,8 +161,8 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
         **({"dp_epsilon": run.dp.epsilon_after(run.steps_per_epoch * config.epochs), "dp_delta": run.dp.delta,
             "dp_noise_multiplier": run.dp.noise_multiplier} if run.dp else {}),
         **_prefixed("val", best_record["best_val"]),
-        **_prefixed("test", _score(task, test_predictions, "test")),
-        **_prefixed("test", calibration),
+        **_prefixed("test", evaluation.score_split(task, test_predictions, "test")),
+        **_prefixed("test", conformal_figures),
         "wall_seconds": earlier_wall + time.perf_counter() - wall_start,
     }
     saved = test_predictions["ensemble"] if run.members > 1 else test_predictions
@@ -190,7 +189,7 @@ def evaluate(task: Task, config: TrainConfig, splits: tuple[str, ...] = ("test",
     results = {"best_epoch": record["epoch"]}
     for split in splits:
         predictions = predict_split(state, task, split, config.eval_batch_size, run.mesh, run.members, run.how)
-        results.update(_prefixed(split, _score(task, predictions, split)))
+        results.update(_prefixed(split, evaluation.score_split(task, predictions, split)))
     print(format_metrics(results), flush=True)
     return results
 
@@ -336,27 +335,6 @@ def predict_split(state: TrainState, task: Task, split_name: str, batch_size: in
     return predictions
 
 
-def _score(task: Task, predictions: Any, split_name: str) -> dict[str, Any]:
-    if isinstance(predictions, dict) and set(predictions) == {"ensemble", "members"}:
-        stacked = predictions["members"]
-        scores = _score(task, predictions["ensemble"], split_name)
-        for index in range(len(next(iter(jax.tree_util.tree_leaves(stacked))))):
-            member_scores = task.score(ensemble.member(stacked, index))
-            scores.update({f"member{index}_{name}": _json_value(v) for name, v in member_scores.items()})
-        combined = predictions["ensemble"]
-        if isinstance(combined, dict) and "scores" in combined and np.ndim(combined.get("labels")) == 1:
-            scores["ece"] = calibration.expected_calibration_error(combined["labels"], combined["scores"])
-            scores["entropy"] = calibration.mean_entropy(combined["scores"])
-        return scores
-    scores = {name: _json_value(value) for name, value in task.score(predictions).items()}
-    if task.select_metric not in scores:
-        raise ValueError(
-            f"task.score gave {sorted(scores)} on {split_name}; the task selects on {task.select_metric!r}, which is "
-            f"not among them"
-        )
-    return scores
-
-
 def _selection_value(value: Any) -> float:
     # An undefined metric (NaN, e.g. an AUC with one class present) never counts as an improvement.
     value = float(value)
@@ -365,11 +343,6 @@ def _selection_value(value: Any) -> float:
 
 def _prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
     return {f"{prefix}_{name}": value for name, value in values.items()}
-
-
-def _json_value(value: Any) -> Any:
-    value = np.asarray(value)
-    return value.item() if value.ndim == 0 else value.tolist()
 
 
 def _write_config(workdir: pathlib.Path, task: Task, config: TrainConfig, task_name: str) -> None:

@@ -9,7 +9,8 @@ from medjax.train.cost import measure
 def test_parameters_flops_and_sizes_by_hand(tiny_task, tiny_config, tmp_path):
     task, config = tiny_task(), tiny_config(tmp_path, epochs=1)
     loop.train(task, config, "blobs")
-    figures = measure(task, config)
+    state, _ = loop.restore_best(task, config)
+    figures = measure(task.model, state.variables, next(task.splits["test"].batches(64)), tmp_path, "blobs")
     assert figures["parameters"] == 4 * 16 + 16 + 16 * 3 + 3
     assert figures["parameter_bytes"] == 4 * figures["parameters"]
     # Two matmuls (2·4·16 + 2·16·3 = 224 flops an example) plus the bias adds and the ReLU.

@@ -1,0 +1,97 @@
+"""A loaded run as a deployable artifact: its inference function, weights included, serialised as StableHLO.
+
+`export_stablehlo(run, folder)` writes ``model.stablehlo`` (`jax.export.export(...).serialize()`: the run's
+``inference`` from the natural array inputs — uint8 images, token ids and masks — to the task's outputs, with the
+weights as constants and the batch dimension symbolic) and ``signature.json`` (each input's name, shape with ``"b"`` for
+the batch, dtype; each output's). Any JAX installation can run it, without medjax:
+
+  >>> from jax import export
+  >>> exported = export.deserialize(open("model.stablehlo", "rb").read())
+  >>> probabilities = exported.call(images)["scores"]        # inputs in signature.json's order
+
+Sequence inputs are fixed at the longest length the model was built for (``meta["buckets"][-1]``): pad with 0 and
+set the mask False past each sequence's end.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from medjax.train.workdir import write_atomically
+
+# Batch entries that are never the model's inputs: the truth and the loop's bookkeeping.
+_NOT_INPUTS = {"example_mask", "label", "labels", "tags", "target", "tgt_in", "tgt_out", "tgt_mask", "index",
+               "record", "sample"}
+
+
+def input_specs(run) -> dict[str, tuple[tuple[Any, ...], str]]:
+    """``{name: (shape with "b" for the batch, dtype)}`` of the model's inputs, from ``meta["init_batch"]``."""
+    spec = run.meta["init_batch"]
+    longest = run.meta.get("buckets", [None])[-1]
+    specs = {}
+    for name, entry in spec.items():
+        if name in _NOT_INPUTS:
+            continue
+        shape = list(entry["shape"][1:])
+        if longest and name in ("ids", "mask", "words", "chars", "case", "gaps", "src", "src_mask"):
+            shape[0] = longest
+        specs[name] = (("b", *shape), entry["dtype"])
+    return specs
+
+
+def serving_function(run):
+    """``f(*inputs) -> outputs`` of the run's inference with its weights as constants (one model, or the mean of an
+    ensemble's probabilities)."""
+    predict = run.module.inference(run.config, run.meta)
+    names = list(input_specs(run))
+    variables = jax.tree_util.tree_map(jnp.asarray, run.variables)
+
+    def one(variables, batch):
+        return predict(run.model.apply, variables, batch)
+
+    def serve(*inputs):
+        batch = dict(zip(names, inputs))
+        if run.members > 1:
+            stacked = jax.vmap(one, in_axes=(0, None))(variables, batch)
+            return {key: value.mean(axis=0) if value.dtype.kind == "f" else value[0] for key, value in stacked.items()}
+        return one(variables, batch)
+
+    return serve, names
+
+
+def export_stablehlo(run, folder: str | pathlib.Path) -> dict[str, Any]:
+    """Writes ``model.stablehlo`` and ``signature.json`` into ``folder``; returns the signature."""
+    from jax import export
+
+    folder = pathlib.Path(folder)
+    specs = input_specs(run)
+    serve, names = serving_function(run)
+    (batch,) = export.symbolic_shape("b")
+    shapes = [jax.ShapeDtypeStruct(tuple(batch if d == "b" else d for d in shape), dtype)
+              for shape, dtype in specs.values()]
+    exported = export.export(jax.jit(serve))(*shapes)
+    write_atomically(folder / "model.stablehlo", bytes(exported.serialize()))
+    outputs = jax.tree_util.tree_map(lambda a: {"shape": ["b", *a.shape[1:]], "dtype": str(a.dtype)},
+                                     jax.eval_shape(serve, *[jax.ShapeDtypeStruct((2, *s.shape[1:]), s.dtype)
+                                                             for s in shapes]))
+    signature = {"task": run.task, "inputs": [{"name": n, "shape": list(specs[n][0]), "dtype": specs[n][1]}
+                                              for n in names],
+                 "outputs": outputs, "meta": {k: v for k, v in run.meta.items() if k in ("class_names", "tags")},
+                 "jax_version": jax.__version__}
+    write_atomically(folder / "signature.json", json.dumps(signature, indent=2) + "\n")
+    return signature
+
+
+def example_inputs(run, count: int) -> list[np.ndarray]:
+    """Zero inputs of ``count`` rows in the signature's shapes (masks all True): for timing and smoke calls."""
+    arrays = []
+    for shape, dtype in input_specs(run).values():
+        shape = (count, *shape[1:])
+        arrays.append(np.ones(shape, dtype) if dtype == "bool" else np.zeros(shape, dtype))
+    return arrays
