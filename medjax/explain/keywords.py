@@ -35,8 +35,6 @@ from medjax.data.vocab import Vocabulary, tokenize
 from medjax.errors import ConfigError, UserError
 from medjax.explain import attributions
 from medjax.explain.internals import attention_maps
-from medjax.tasks import load_workdir
-from medjax.train import loop
 
 METHODS = ("attention", "gradient")
 
@@ -149,15 +147,15 @@ class TrainedClassifier:
 
 
 def restore_classifier(workdir: str | pathlib.Path) -> TrainedClassifier:
-    """Rebuilds the classifier of a `medjax train textclf` run from its work folder and best checkpoint."""
-    from medjax.tasks import textclf
+    """The classifier of a `medjax train textclf` run, from its work folder alone (`medjax.load`: no data)."""
+    from medjax.run import load
+    from medjax.tasks.common import vocabulary
 
-    task, config = load_workdir(workdir)
-    if task.name != "textclf":
-        raise UserError(workdir, f"expected a textclf run, got a {task.name!r} run")
-    state, _ = loop.restore_best(task, config)
-    return TrainedClassifier(task.model.module, {"params": state.params["module"]},
-                             textclf.load_corpus(config).vocab, config, tuple(task.class_names))
+    run = load(workdir)
+    if run.task != "textclf":
+        raise UserError(workdir, f"expected a textclf run, got a {run.task!r} run")
+    return TrainedClassifier(run.model.module, {"params": run.variables["params"]["module"]}, vocabulary(run.meta),
+                             run.config, tuple(run.meta["class_names"]))
 
 
 def main(workdir: str | pathlib.Path, text: str, top_k: int = 10, method: str = "attention") -> list[tuple[str, float]]:
