@@ -98,7 +98,13 @@ def _train(argv: list[str]) -> int:
     # Resuming this run: its data side (vocabularies, subwords) comes from its meta.json, never rebuilt.
     resuming = ownership.foreign(workdir, config, name) is None and has_checkpoint(workdir)
     distributed.initialize()  # multi-host: joins the other processes when launched as one; a no-op on one machine
-    loop.train(module.build_task(config, read_meta(workdir) if resuming else None), config, task_name=name)
+    results = loop.train(module.build_task(config, read_meta(workdir) if resuming else None), config, task_name=name)
+    if results is not None:
+        from medjax.train import model_card
+        from medjax.train.config import as_json
+
+        published = module.published_rows(as_json(config)) if hasattr(module, "published_rows") else []
+        model_card.write(workdir, published, (module.__doc__ or "").strip().splitlines()[0])
     return 0
 
 

@@ -97,6 +97,15 @@ def test_medmnist_ensemble_predicts_images_and_files_without_its_data(tmp_path, 
     np.testing.assert_allclose([row["probabilities"] for row in rows], out["probabilities"][:3], atol=1e-6)
     assert [row["class"] for row in rows] == out["class"][:3]
     assert tree_hashes(workdir) == before
+    card = (workdir / "README.md").read_text()
+    assert "| auc |" in card and "not a medical device" in card
+    example = card.split("```python\n")[1].split("```")[0]
+    scope = {}
+    exec(example, scope)  # the card's own loading example runs as written
+    assert scope["out"]["probabilities"].shape == (1, 2)
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = readme.split("## Use a trained model")[1].split("```python\n")[1].split("```")[0]
+    exec(example.replace("runs/breastmnist-resnet18", str(workdir)), {})  # the README's example, as written
     served = serve_without_medjax(tmp_path, workdir, {"image": images[:5, ..., None]})
     np.testing.assert_allclose(served["scores"], out["probabilities"][:5], atol=1e-5)
     # Coverage of the split-conformal sets on test, within three binomial sd of the guarantee.

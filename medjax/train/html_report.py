@@ -72,8 +72,10 @@ def _number(value: Any, key: str = "") -> str:
     return f'<td class="num"{attribute}>{text}</td>'
 
 
-def results_rows(results: dict[str, Any], published: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """Rows ``metric | val | test | published...``: one per metric that results.json holds for val or test."""
+def result_table(results: dict[str, Any], published: Sequence[dict[str, Any]]
+                 ) -> tuple[list[str], list[tuple[str, list[Any]]]]:
+    """``(header, [(metric, [val, test, published...])])``: one row per metric results.json holds for val or test,
+    None where a value is missing. The report and the model card (`medjax.train.model_card`) both render it."""
     metrics = []
     for key in results:
         for split in ("val_", "test_"):
@@ -82,14 +84,20 @@ def results_rows(results: dict[str, Any], published: Sequence[dict[str, Any]]) -
     header = ["metric", "validation (best epoch)", "test", *[str(row["label"]) for row in published]]
     rows = []
     for metric in metrics:
-        cells = [f"<td>{html.escape(metric)}</td>"]
-        for split in ("val", "test"):
-            key = f"{split}_{metric}"
-            cells.append(_number(results[key], key) if isinstance(results.get(key), (int, float)) else "<td></td>")
-        for row in published:
-            value = row.get(f"test_{metric}")
-            cells.append(_number(value) if value is not None else "<td></td>")
-        rows.append(cells)
+        values = [results.get(f"{split}_{metric}") for split in ("val", "test")]
+        values = [v if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in values]
+        rows.append((metric, values + [row.get(f"test_{metric}") for row in published]))
+    return header, rows
+
+
+def results_rows(results: dict[str, Any], published: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """`result_table` as HTML cells (val and test cells carry ``data-key``, which the browser test reads)."""
+    header, table = result_table(results, published)
+    rows = []
+    for metric, values in table:
+        keys = [f"val_{metric}", f"test_{metric}"] + [""] * (len(values) - 2)
+        rows.append([f"<td>{html.escape(metric)}</td>"] + [_number(v, k) if v is not None else "<td></td>"
+                                                         for v, k in zip(values, keys)])
     return header, rows
 
 
