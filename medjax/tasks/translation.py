@@ -2,26 +2,28 @@
 
 `medjax train translation` reads sentence pairs from a TMX file or from two line-aligned plain files
 (`medjax.data.parallel`), holds out whole documents for validation and test, trains one joint SentencePiece model on
-the training pairs only (`medjax.data.subwords`; ``<workdir>/subwords.model``, reused on resume and by `translate`)
-and trains `medjax.nn.seq2seq.LSTMSeq2Seq` (Bahdanau attention) or `medjax.nn.transformer_seq2seq.TransformerSeq2Seq`
-with label-smoothed cross-entropy over the target tokens (teacher forcing). Each epoch is selected on validation BLEU
-of greedy decoding; the test split is decoded with beam search (``--beam``, GNMT length penalty ``--alpha``). BLEU
-and chrF are sacrebleu's corpus scores against the untruncated references; their signatures are in ``config.json``.
+the training pairs only (`medjax.data.subwords`; kept inside the run's ``meta.json``, so a resumed or loaded run
+segments as training did and no stale model file is ever picked up) and trains `medjax.nn.seq2seq.LSTMSeq2Seq`
+(Bahdanau attention) or `medjax.nn.transformer_seq2seq.TransformerSeq2Seq` with label-smoothed cross-entropy over
+the target tokens (teacher forcing). Each epoch is selected on validation BLEU of greedy decoding; the test split is
+decoded with beam search (``--beam``, GNMT length penalty ``--alpha``). BLEU and chrF are sacrebleu's corpus scores
+against the untruncated references; their signatures are in ``config.json``.
 
 Training pairs longer than ``--max-length`` subwords on either side are dropped; validation and test sources are cut
 to it. Source and target are padded separately to power-of-two length buckets, so few shapes compile.
 
-`medjax translate --workdir W "text" ...` prints one translation a line (no text: reads stdin, one sentence a line).
+`medjax translate --workdir W "text" ...` prints one translation a line (no text: reads stdin, one sentence a line);
+`medjax.load(W).predict(sentences)["translation"]` is the same, beam-decoded, without the training data.
 Not implemented: dropout (the seq2seq models have none), a configurable feed-forward width, stacked LSTM layers.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
-import os
 import pathlib
-import sys
+import tempfile
 
 import flax.linen as nn
 import jax
@@ -30,10 +32,11 @@ import numpy as np
 import optax
 
 from medjax.data import parallel, subwords
-from medjax.data.splits import length_buckets
+from medjax.data.splits import SequenceSplit, length_buckets
 from medjax.data.vocab import pad_batch
 from medjax.errors import ConfigError, DataError, MissingPath
 from medjax.nn import decoding
+from medjax.tasks.common import texts
 from medjax.train.batching import ArraySpec
 from medjax.train.config import TrainConfig, option
 from medjax.train.losses import masked_mean
@@ -43,7 +46,7 @@ from medjax.train.task import Task
 
 @dataclasses.dataclass(frozen=True)
 class Config(TrainConfig):
-    workdir: str = option("runs/translation", "where config.json, metrics.jsonl, results.json, subwords.model and "
+    workdir: str = option("runs/translation", "where config.json, meta.json, metrics.jsonl, results.json and "
                                               "checkpoints/ go")
     data_dir: str = option("../shared/data/tico19-en-fr", "a .tmx file, a folder with one .tmx, or a folder with "
                                                           "<name>.<source> and <name>.<target> line-aligned files")
@@ -100,7 +103,7 @@ def read_pairs(config: Config) -> parallel.Pairs:
 
 @dataclasses.dataclass(frozen=True)
 class PairSplit:
-    """Source and target subword ids, each side padded to its own length bucket.
+    """Source and target subword ids, each side padded to its own length bucket (of the same ``buckets``).
 
     Batches: ``src`` i32[B, S], ``src_mask`` bool[B, S], ``tgt_in`` (BOS + y) and ``tgt_out`` (y + EOS) i32[B, T],
     ``tgt_mask`` bool[B, T], ``index`` i32[B] (the pair's row in the task's reference list), and with ``beam`` a
@@ -110,33 +113,23 @@ class PairSplit:
     src: tuple[np.ndarray, ...]
     tgt: tuple[np.ndarray, ...]  # y without BOS or EOS
     index: np.ndarray
-    src_buckets: tuple[int, ...]
-    tgt_buckets: tuple[int, ...]
+    buckets: tuple[int, ...]
     sort_chunk: int = 4
     beam: bool = False
 
     def __len__(self) -> int:
         return len(self.src)
 
-    def _groups(self, batch_size: int, order: np.ndarray) -> list[np.ndarray]:
-        lengths = np.array([len(s) for s in self.src])
-        chunk, groups = batch_size * self.sort_chunk, []
-        for start in range(0, len(order), chunk):
-            part = order[start:start + chunk]
-            part = part[np.argsort(lengths[part], kind="stable")]
-            groups += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
-        return [groups[i] for i in np.argsort(order[:len(groups)], kind="stable")]
-
     def batches(self, batch_size: int, order=None):
-        order = np.arange(len(self)) if order is None else np.asarray(order)
-        for rows in self._groups(batch_size, order):
-            src, src_mask = pad_batch([self.src[i] for i in rows], bucket=self.src_buckets)
+        # Batches grouped by source length as `SequenceSplit` groups them (sorted within chunks of sort_chunk batches).
+        sources = SequenceSplit({"src": self.src}, {"row": np.arange(len(self))}, self.buckets, self.sort_chunk,
+                                mask="src_mask")
+        for batch in sources.batches(batch_size, order):
+            rows = batch.pop("row")
             ys = [self.tgt[i] for i in rows]
-            tgt_in, tgt_mask = pad_batch([np.r_[subwords.BOS, y].astype(np.int32) for y in ys],
-                                         bucket=self.tgt_buckets)
-            tgt_out, _ = pad_batch([np.r_[y, subwords.EOS].astype(np.int32) for y in ys], bucket=self.tgt_buckets)
-            batch = {"src": src, "src_mask": src_mask, "tgt_in": tgt_in, "tgt_out": tgt_out, "tgt_mask": tgt_mask,
-                     "index": self.index[rows]}
+            tgt_in, tgt_mask = pad_batch([np.r_[subwords.BOS, y].astype(np.int32) for y in ys], bucket=self.buckets)
+            tgt_out, _ = pad_batch([np.r_[y, subwords.EOS].astype(np.int32) for y in ys], bucket=self.buckets)
+            batch |= {"tgt_in": tgt_in, "tgt_out": tgt_out, "tgt_mask": tgt_mask, "index": self.index[rows]}
             if self.beam:
                 batch["beam"] = np.ones(len(rows), bool)
             yield batch
@@ -194,7 +187,9 @@ def translation_loss(logits: jax.Array, batch, smoothing: float):
                   "nll": Mean.of(nll, where=mask)}
 
 
-def build_model(config: Config, vocab: int, max_len: int) -> nn.Module:
+def build_model(config: Config, meta: dict) -> nn.Module:
+    """The seq2seq model over the run's subword vocabulary (``meta["vocab_size"]``), positions up to its last bucket."""
+    vocab, max_len = meta["vocab_size"], meta["buckets"][-1]
     if config.model == "lstm":
         from medjax.nn.seq2seq import LSTMSeq2Seq
 
@@ -208,12 +203,29 @@ def build_model(config: Config, vocab: int, max_len: int) -> nn.Module:
                                          layers=config.num_layers, max_len=max_len))
 
 
-def load_subwords(config: Config, train: parallel.Pairs):
-    """The run's SentencePiece model: ``<workdir>/subwords.model`` if there (resume, translate), else trained now."""
-    path = pathlib.Path(config.workdir) / "subwords.model"
-    if path.is_file():
-        return subwords.load(path)
-    return subwords.train(train.source + train.target, str(path.with_suffix("")), vocab_size=config.vocab_size)
+def inference(config: Config, meta: dict) -> Decode:
+    """Greedy decoding, or beam search (``--beam``) on batches that carry ``beam`` (the test split, new sentences)."""
+    return Decode(meta["buckets"][-1], config.beam, config.alpha)
+
+
+def train_subwords(config: Config, train: parallel.Pairs) -> str:
+    """SentencePiece trained on the training pairs, as base64 of the model's bytes (what ``meta.json`` keeps); its
+    file is written into a temporary folder only, never into the run's."""
+    with tempfile.TemporaryDirectory() as folder:
+        subwords.train(train.source + train.target, pathlib.Path(folder) / "subwords", vocab_size=config.vocab_size)
+        return base64.b64encode((pathlib.Path(folder) / "subwords.model").read_bytes()).decode("ascii")
+
+
+@functools.lru_cache(maxsize=4)
+def subword_model(encoded: str):
+    """The SentencePiece processor of a run's ``meta["subwords"]``."""
+    import sentencepiece
+
+    try:
+        return sentencepiece.SentencePieceProcessor(model_proto=base64.b64decode(encoded, validate=True))
+    except (RuntimeError, ValueError, OSError):
+        raise DataError("meta.json", "expected a SentencePiece model (base64) under 'subwords', got damaged "
+                                     "contents") from None
 
 
 def signatures() -> dict[str, str]:
@@ -232,23 +244,37 @@ def _cut(ids: list[int], longest: int) -> np.ndarray:
     return np.asarray(ids if len(ids) <= longest else ids[:longest - 1] + [subwords.EOS], np.int32)
 
 
-def build_task(config: Config) -> Task:
-    """Reads and splits the pairs, trains (or reloads) the subword model on train, and builds the model."""
-    if config.ensemble > 1:
-        raise ConfigError("--ensemble", f"expected 1 for translation (no way to combine decoded sentences yet), got "
-                                        f"{config.ensemble}")
-    pairs = read_pairs(config)
+def _sentences(sp, tokens: np.ndarray) -> list[str]:
+    """The text of decoded token rows (-1 is padding between batches)."""
+    return subwords.decode(sp, [[int(t) for t in row if t >= 0] for row in np.asarray(tokens)])
+
+
+def split_pairs(config: Config) -> dict[str, parallel.Pairs]:
+    """``{"train", "val", "test": Pairs}``: whole documents to each split, seeded; at most ``--limit`` pairs each."""
     train_share = 1.0 - config.val_fraction - config.test_fraction
     if train_share <= 0:
         raise ConfigError("--val-fraction", "expected --val-fraction + --test-fraction below 1, got "
                                             f"{config.val_fraction + config.test_fraction:g}")
     parts = dict(zip(("train", "val", "test"), parallel.split_by_document(
-        pairs, (train_share, config.val_fraction, config.test_fraction), config.split_seed)))
+        read_pairs(config), (train_share, config.val_fraction, config.test_fraction), config.split_seed)))
     if config.limit:
         parts = {name: p.subset(range(min(config.limit, len(p)))) for name, p in parts.items()}
-    sp = load_subwords(config, parts["train"])
-    vocab, longest = sp.get_piece_size(), config.max_length
-    buckets = length_buckets([longest], smallest=min(16, longest))
+    return parts
+
+
+def build_task(config: Config, meta: dict | None = None) -> Task:
+    """Reads and splits the pairs, trains the subword model on train (or takes the run's from ``meta``), and builds
+    the model."""
+    if config.ensemble > 1:
+        raise ConfigError("--ensemble", f"expected 1 for translation (no way to combine decoded sentences yet), got "
+                                        f"{config.ensemble}")
+    parts = split_pairs(config)
+    longest = config.max_length
+    if meta is None:
+        encoded = train_subwords(config, parts["train"])
+        meta = {"subwords": encoded, "vocab_size": subword_model(encoded).get_piece_size(),
+                "buckets": list(length_buckets([longest], smallest=min(16, longest)))}
+    sp, vocab, buckets = subword_model(meta["subwords"]), meta["vocab_size"], tuple(meta["buckets"])
     references, splits, dropped = [], {}, 0
     for name, part in parts.items():
         src, tgt = subwords.encode(sp, part.source), sp.encode(list(part.target))
@@ -263,13 +289,12 @@ def build_task(config: Config) -> Task:
         tgt = [np.asarray(tgt[i][:longest - 1], np.int32) for i in keep]
         index = np.arange(len(references), len(references) + len(keep), dtype=np.int32)
         references += [part.target[i] for i in keep]
-        splits[name] = PairSplit(tuple(src), tuple(tgt), index, buckets, buckets, beam=name == "test")
+        splits[name] = PairSplit(tuple(src), tuple(tgt), index, buckets, beam=name == "test")
 
     def score(predictions) -> dict[str, float]:
         from sacrebleu.metrics import BLEU, CHRF
 
-        rows = [[int(t) for t in row if t >= 0] for row in np.asarray(predictions["tokens"])]
-        hypotheses = subwords.decode(sp, rows)
+        hypotheses = _sentences(sp, predictions["tokens"])
         refs = [[references[int(i)] for i in np.asarray(predictions["index"])]]
         return {"bleu": BLEU().corpus_score(hypotheses, refs).score,
                 "chrf": CHRF().corpus_score(hypotheses, refs).score}
@@ -277,10 +302,10 @@ def build_task(config: Config) -> Task:
     ids = ArraySpec("i", rank=2, low=0, high=vocab)
     return Task(
         name="translation",
-        model=build_model(config, vocab, buckets[-1]),
+        model=build_model(config, meta),
         splits=splits,
         loss=functools.partial(translation_loss, smoothing=config.label_smoothing),
-        predict=Decode(buckets[-1], config.beam, config.alpha),
+        predict=inference(config, meta),
         score=score,
         select_metric="bleu",
         rng_streams=(),
@@ -291,43 +316,23 @@ def build_task(config: Config) -> Task:
         batch_spec={"src": ids, "tgt_in": ids, "tgt_out": ids, "src_mask": ArraySpec("b", rank=2),
                     "tgt_mask": ArraySpec("b", rank=2),
                     "index": ArraySpec("i", rank=1, low=0, high=len(references))},
+        meta=meta,
     )
 
 
-def add_translate_arguments(parser) -> None:
-    parser.add_argument("text", nargs="*", help="sentences to translate (none: read stdin, one sentence a line)")
+def read_inputs(arguments: list[str]) -> list[str]:
+    """`medjax predict`'s arguments: source sentences."""
+    return arguments
 
 
-def translate(workdir: str | os.PathLike, sentences: list[str]) -> list[str]:
-    """Beam-decodes ``sentences`` with the best checkpoint of a `medjax train translation` run."""
-    from medjax.tasks import load_workdir, task_of_workdir
-    from medjax.train import loop, sharding
-
-    name = task_of_workdir(workdir)
-    if name not in (None, "translation"):
-        raise ConfigError(workdir, f"expected the work folder of a `medjax train translation` run, got a {name} run")
-    task, config = load_workdir(workdir)
-    sp = subwords.load(pathlib.Path(workdir) / "subwords.model")
-    state, _ = loop.restore_best(task, config)
-    test = task.splits["test"]
-    longest = test.src_buckets[-1]
-    src = [_cut(ids, longest) for ids in subwords.encode(sp, sentences)]
-    new = PairSplit(tuple(src), tuple(np.zeros(0, np.int32) for _ in src), np.arange(len(src), dtype=np.int32),
-                    test.src_buckets, test.tgt_buckets, beam=True)
-    task = dataclasses.replace(task, splits={"new": new}, batch_spec={})
-    predictions = loop.predict_split(state, task, "new", config.eval_batch_size, sharding.make_mesh(config.num_devices))
-    out = [""] * len(src)
-    for i, row in zip(np.asarray(predictions["index"]), np.asarray(predictions["tokens"])):
-        out[int(i)] = subwords.decode(sp, [[int(t) for t in row if t >= 0]])[0]
-    return out
+def encode(config: Config, meta: dict, inputs) -> PairSplit:
+    """Source sentences (a string or a list) as the run's subwords, cut to ``--max-length``, marked for beam search."""
+    src = [_cut(ids, config.max_length) for ids in subwords.encode(subword_model(meta["subwords"]),
+                                                                     texts(inputs, "source sentences"))]
+    return PairSplit(tuple(src), tuple(np.zeros(0, np.int32) for _ in src), np.arange(len(src), dtype=np.int32),
+                     tuple(meta["buckets"]), beam=True)
 
 
-def translate_main(args) -> None:
-    """Prints one translation a line: of each TEXT given, else of each line of stdin (blank lines stay blank)."""
-    lines = list(args.text) if args.text else sys.stdin.read().splitlines()
-    given = [i for i, line in enumerate(lines) if line.strip()]
-    if not given:
-        raise DataError("stdin" if not args.text else "TEXT", "expected sentences to translate, got none")
-    done = dict(zip(given, translate(args.workdir, [lines[i].strip() for i in given])))
-    for i in range(len(lines)):
-        print(done.get(i, ""))
+def decode(config: Config, meta: dict, predictions: dict, inputs) -> dict:
+    """``translation``: each input's beam-decoded sentence."""
+    return {"translation": _sentences(subword_model(meta["subwords"]), predictions["tokens"])}

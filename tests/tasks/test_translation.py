@@ -1,11 +1,14 @@
 """The translation task: a tiny synthetic TMX (word-for-word English-French) learnt through the CLI in seconds,
-`medjax translate` on text and on stdin, and one-line errors for a TMX without the requested language."""
+`medjax translate` on text and on stdin, a loaded run translating its test split without the data, and one-line errors
+for a TMX without the requested language."""
 
+import hashlib
 import io
 import json
 
 import numpy as np
 
+import medjax
 from medjax import cli
 from medjax.tasks import translation
 
@@ -41,7 +44,7 @@ def test_train_then_translate_text_and_stdin(tmp_path, capsys, monkeypatch):
     assert results["test_bleu"] > 50, results  # beam search on test; 100 on this machine's run
     saved = json.loads((workdir / "config.json").read_text())
     assert saved["describe"]["signatures"]["bleu"].startswith("nrefs:1")
-    assert (workdir / "subwords.model").is_file()
+    assert not (workdir / "subwords.model").exists()  # the subword model lives in meta.json
     capsys.readouterr()
 
     sentences = ["the fever and the cough", "the doctor and the water"]
@@ -55,9 +58,56 @@ def test_train_then_translate_text_and_stdin(tmp_path, capsys, monkeypatch):
     assert len(lines) == 3 and lines[1] == ""
 
 
+def digests(folder) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_loaded_run_translates_its_test_split_without_the_data(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    data = write_tmx(tmp_path / "data" / "tiny.tmx", documents=6, per_document=10)
+    workdir = tmp_path / "run"
+    one_epoch = [*TINY[:TINY.index("--epochs")], "--epochs", "1", *TINY[TINY.index("--epochs") + 2:]]
+    assert cli.main(["train", "translation", "--data-dir", str(data), "--workdir", str(workdir), *one_epoch]) == 0
+    test = translation.split_pairs(translation.Config(data_dir=str(data)))["test"]
+    with np.load(workdir / "predictions_test.npz") as arrays:
+        expected = dict(arrays)
+    before = digests(workdir)
+    (tmp_path / "data").rename(tmp_path / "moved")
+
+    run = medjax.load(workdir)
+    tokens = run.predict_split(run.module.encode(run.config, run.meta, list(test.source)))["tokens"]
+    rows = expected["index"] - expected["index"].min()  # the test pairs come last in the references
+    np.testing.assert_array_equal(tokens[rows], expected["tokens"])
+    out = run.predict(list(test.source))["translation"]
+    assert [out[i] for i in rows] == translation._sentences(translation.subword_model(run.meta["subwords"]),
+                                                            expected["tokens"])
+    capsys.readouterr()
+    assert cli.main(["predict", "--workdir", str(workdir), *test.source]) == 0
+    assert [json.loads(line)["translation"] for line in capsys.readouterr().out.splitlines()] == out
+    assert cli.main(["translate", "--workdir", str(workdir), *test.source[:3]]) == 0
+    assert capsys.readouterr().out.splitlines() == out[:3]
+    assert digests(workdir) == before
+
+
+def test_a_stale_subword_file_in_the_work_folder_is_ignored(tmp_path):
+    """A failed run once left subwords.model behind, and the next run reused it whatever --vocab-size said."""
+    data = write_tmx(tmp_path / "tiny.tmx", documents=6, per_document=10)
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "subwords.model").write_bytes(b"stale")
+    small = translation.build_task(translation.Config(data_dir=str(data), workdir=str(workdir), vocab_size=30))
+    large = translation.build_task(translation.Config(data_dir=str(data), workdir=str(workdir), vocab_size=50))
+    assert small.meta["vocab_size"] == 30 and large.meta["vocab_size"] > 30
+    assert sorted(p.name for p in workdir.iterdir()) == ["subwords.model"]
+    again = translation.build_task(translation.Config(data_dir=str(data), workdir=str(workdir)), small.meta)
+    assert again.meta == small.meta
+    np.testing.assert_array_equal(again.splits["test"].src[0], small.splits["test"].src[0])
+
+
 def test_batches_shift_the_target_and_pad_each_side_to_its_bucket():
     split = translation.PairSplit((np.array([5, 6, 2], np.int32),), (np.array([7, 8, 9], np.int32),),
-                                  np.array([0], np.int32), (4, 8), (4, 8), beam=True)
+                                  np.array([0], np.int32), (4, 8), beam=True)
     batch = next(split.batches(1))
     assert batch["src"].shape == (1, 4) and batch["tgt_in"].shape == (1, 4)
     assert batch["tgt_in"].tolist() == [[1, 7, 8, 9]] and batch["tgt_out"].tolist() == [[7, 8, 9, 2]]
