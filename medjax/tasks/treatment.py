@@ -14,7 +14,9 @@ command two baselines are scored on exactly the same examples, as ``baseline_fre
 after the index condition in train, then the most frequent drugs overall) and ``baseline_logreg_*`` (one-vs-rest
 logistic regression on a bag of history concepts, a one-hot index condition, age and sex; C chosen on val NDCG@5).
 
-`medjax recommend --workdir W --person-id P` ranks the drugs for one patient from their whole history.
+`medjax recommend --workdir W --person-id P` (or `medjax predict --workdir W P...`, `medjax.load(W).predict([P])`)
+ranks the drugs for patients of the run's database from their whole history, or for histories given as event lists;
+the vocabularies come from the run's ``meta.json``, and no cohort is built.
 
 Command, expected result and runtime: see experiments/treatment/RESULTS.md.
 """
@@ -24,7 +26,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-import sys
 from typing import Any
 
 import jax
@@ -34,7 +35,8 @@ import numpy as np
 from medjax.data import omop
 from medjax.data.splits import SequenceSplit, length_buckets
 from medjax.errors import ConfigError, DataError
-from medjax.metrics.ranking import ranking_metrics, top_k
+from medjax.metrics import ranking
+from medjax.metrics.ranking import ranking_metrics
 from medjax.nn.event_models import ENCODERS, EventRecommender
 from medjax.train.batching import ArraySpec
 from medjax.train.config import TrainConfig, option
@@ -93,17 +95,13 @@ def smoke_config(**overrides: Any) -> Config:
 
 @dataclasses.dataclass(frozen=True)
 class Cohort:
-    """The index events of a database, encoded with the training split's vocabularies.
+    """The index events of a database, encoded with the training split's vocabularies (or a run's).
 
-    Attributes:
-      history: every patient's events (`medjax.data.omop.History`).
-      examples: every index event; ``parts`` index into it.
-      parts: ``{"train" | "val" | "test": int64[n_split]}``, split by patient.
-      concepts: ``{(domain, concept_id): token id}`` from the training inputs (0 is padding, 1 ``<unk>``).
-      drugs: the label drug concept ids in label order: those started after a training index event.
-      ids, gaps: per example, int32[n_i] concept and time-gap tokens of its input.
-      static: f32[N, 3] age / 100 and sex (`STATIC`) at the index date.
-      labels: int8[N, len(drugs)] the multi-hot label sets.
+    Attributes: ``history`` (every patient's events), ``examples`` (every index event; ``parts``, ``{"train" | "val"
+    | "test": int64[n_split]}`` split by patient, index into it), ``concepts`` (``{(domain, concept_id): token}``
+    from the training inputs; 0 is padding, 1 ``<unk>``), ``drugs`` (the label drug concept ids: those started after
+    a training index event), per example ``ids`` and ``gaps`` (int32[n_i] tokens of its input), ``static`` (f32[N, 3]
+    `STATIC` at the index date) and ``labels`` (int8[N, len(drugs)] multi-hot).
     """
 
     history: omop.History
@@ -116,21 +114,23 @@ class Cohort:
     static: np.ndarray
     labels: np.ndarray
 
-    def encode(self, days: np.ndarray, domains: np.ndarray, concepts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(ids int32[n], gaps int32[n])`` of input steps (`medjax.data.omop.input_events`)."""
-        ids = [self.concepts.get((int(d), int(c)), _UNK) for d, c in zip(domains, concepts)]
-        return np.array(ids, np.int32), omop.gap_buckets(days)
+
+def encode_steps(concepts: dict, days: np.ndarray, domains: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(ids int32[n], gaps int32[n])`` of input steps (`medjax.data.omop.input_events`); unseen concepts ``<unk>``."""
+    return np.array([concepts.get((int(d), int(c)), _UNK) for d, c in zip(domains, ids)], np.int32), \
+        omop.gap_buckets(days)
 
 
-def static_features(history: omop.History, person: int, day: int) -> np.ndarray:
-    """f32[3]: age / 100 on ``day``, male, female."""
-    gender = history.gender.get(person, 0)
-    return np.array([history.age(person, day) / 100.0, gender == omop.MALE, gender == omop.FEMALE], np.float32)
+def static_features(birth_year: int, gender: int, day: int) -> np.ndarray:
+    """f32[3] (`STATIC`): age / 100 on ``day`` (days since 1970; counted from 1 January of the birth year), male,
+    female."""
+    born = int(np.datetime64(f"{birth_year:04d}-01-01", "D").astype(np.int64))
+    return np.array([(day - born) / 365.25 / 100.0, gender == omop.MALE, gender == omop.FEMALE], np.float32)
 
 
 @functools.cache
-def _load_cohort(data_dir, database, horizon_days, index_day_drugs, min_labels, max_index, max_events, split_seed,
-                 fractions, limit, min_count) -> Cohort:
+def _read_cohort(data_dir, database, horizon_days, index_day_drugs, min_labels, max_index, max_events, split_seed,
+                 fractions, limit):
     history = omop.read_history(omop.open_database(data_dir, database))
     examples = omop.index_events(history, horizon_days, max_index, min_labels, index_day_drugs, split_seed)
     if not examples:
@@ -140,28 +140,38 @@ def _load_cohort(data_dir, database, horizon_days, index_day_drugs, min_labels, 
     if limit:
         parts = {name: rows[:limit] for name, rows in parts.items()}
     inputs = [omop.input_events(history, e.person, e.history_end, max_events, (e.day, e.condition)) for e in examples]
-    counts = collections.Counter((int(d), int(c)) for i in parts["train"] for d, c in zip(*inputs[i][1:]))
-    concepts = {key: 2 + n for n, key in enumerate(sorted(k for k, v in counts.items() if v >= min_count))}
-    drugs = tuple(sorted({d for i in parts["train"] for d in examples[i].drugs}))
+    return history, examples, parts, inputs
+
+
+def load_cohort(config: Config, meta: dict | None = None) -> Cohort:
+    """Reads, indexes and splits the database (cached), and encodes it with the vocabularies of train, or of ``meta``
+    (a run's ``meta.json``)."""
+    fractions = (1.0 - config.val_fraction - config.test_fraction, config.val_fraction, config.test_fraction)
+    if fractions[0] <= 0:
+        raise ConfigError("--val-fraction", f"expected val + test fractions below 1, got {1 - fractions[0]:g}")
+    history, examples, parts, inputs = _read_cohort(
+        config.data_dir, config.database, config.horizon_days, config.index_day_drugs, config.min_labels,
+        config.max_index_per_patient, config.max_events, config.split_seed, fractions, config.limit)
+    if meta is None:
+        counts = collections.Counter((int(d), int(c)) for i in parts["train"] for d, c in zip(*inputs[i][1:]))
+        concepts = {key: 2 + n for n, key in enumerate(sorted(k for k, v in counts.items() if v >= config.min_count))}
+        drugs = tuple(sorted({d for i in parts["train"] for d in examples[i].drugs}))
+    else:
+        concepts, drugs = vocabulary(meta), tuple(meta["drug_concept_ids"])
     column = {d: n for n, d in enumerate(drugs)}
     labels = np.zeros((len(examples), len(drugs)), np.int8)
     for i, example in enumerate(examples):
         labels[i, [column[d] for d in example.drugs if d in column]] = 1
-    cohort = Cohort(history, examples, parts, concepts, drugs, (), (), np.zeros((0, 3), np.float32), labels)
-    encoded = [cohort.encode(*steps) for steps in inputs]
-    static = np.stack([static_features(history, e.person, e.day) for e in examples])
-    return dataclasses.replace(cohort, ids=tuple(i for i, _ in encoded), gaps=tuple(g for _, g in encoded),
-                               static=static)
+    encoded = [encode_steps(concepts, *steps) for steps in inputs]
+    static = np.stack([static_features(history.birth_year[e.person], history.gender.get(e.person, 0), e.day)
+                       for e in examples])
+    return Cohort(history, examples, parts, concepts, drugs, tuple(i for i, _ in encoded),
+                  tuple(g for _, g in encoded), static, labels)
 
 
-def load_cohort(config: Config) -> Cohort:
-    """Reads, indexes, splits and encodes the database as `build_task` does (cached: `recommend_main` reuses it)."""
-    fractions = (1.0 - config.val_fraction - config.test_fraction, config.val_fraction, config.test_fraction)
-    if fractions[0] <= 0:
-        raise ConfigError("--val-fraction", f"expected val + test fractions below 1, got {1 - fractions[0]:g}")
-    return _load_cohort(config.data_dir, config.database, config.horizon_days, config.index_day_drugs,
-                        config.min_labels, config.max_index_per_patient, config.max_events, config.split_seed,
-                        fractions, config.limit, config.min_count)
+def vocabulary(meta: dict) -> dict[tuple[int, int], int]:
+    """``{(domain, concept_id): token}`` of a run's ``meta["concepts"]`` (``[domain, concept_id, token]`` triples)."""
+    return {(int(d), int(c)): int(t) for d, c, t in meta["concepts"]}
 
 
 def auc_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -226,24 +236,36 @@ def loss(logits: jax.Array, batch):
 
 
 def predict(logits: jax.Array, batch) -> dict:
-    return {"scores": jax.nn.sigmoid(logits), "labels": batch["labels"], "index": batch["index"]}
+    """``scores`` (each drug's probability), ``index``, and ``labels`` where the batch has them."""
+    return {"scores": jax.nn.sigmoid(logits), "index": batch["index"],
+            **({"labels": batch["labels"]} if "labels" in batch else {})}
 
 
-def _split(cohort: Cohort, rows: np.ndarray, buckets: tuple[int, ...], sort_chunk: int) -> SequenceSplit:
-    return SequenceSplit({"ids": [cohort.ids[i] for i in rows], "gaps": [cohort.gaps[i] for i in rows]},
-                         {"static": cohort.static[rows], "labels": cohort.labels[rows],
-                          "index": rows.astype(np.int32)}, buckets, sort_chunk)
+def build_model(config: Config, meta: dict) -> FromBatch:
+    """The recommender over the run's concept vocabulary, one logit per drug of ``meta``."""
+    model = EventRecommender(meta["concept_vocab_size"], len(meta["drug_concept_ids"]), config.model,
+                             omop.GAP_BUCKETS, config.embed_dim, config.hidden, config.num_layers, config.num_heads,
+                             config.mlp_dim, config.dropout, meta["buckets"][-1])
+    return FromBatch(model, ("ids", "gaps", "mask", "static"))
 
 
-def build_task(config: Config) -> Task:
-    """Reads the database, builds the cohort and its vocabularies from train, and the model named in config."""
-    cohort = load_cohort(config)
-    buckets = length_buckets([len(ids) for ids in cohort.ids] + [config.max_events], smallest=16)
-    model = EventRecommender(len(cohort.concepts) + 2, len(cohort.drugs), config.model, omop.GAP_BUCKETS,
-                             config.embed_dim, config.hidden, config.num_layers, config.num_heads, config.mlp_dim,
-                             config.dropout, buckets[-1])
+def inference(config: Config, meta: dict):
+    return FromOutputs(predict)
 
-    @functools.cache  # fitted on first use: `medjax recommend` rebuilds the task without needing them
+
+def build_task(config: Config, meta: dict | None = None) -> Task:
+    """Reads the database, builds the cohort and its vocabularies from train (or takes the run's, from ``meta``), and
+    the model named in config."""
+    cohort = load_cohort(config, meta)
+    if meta is None:
+        buckets = length_buckets([len(ids) for ids in cohort.ids] + [config.max_events], smallest=16)
+        meta = {"concepts": sorted([d, c, t] for (d, c), t in cohort.concepts.items()),
+                "concept_vocab_size": len(cohort.concepts) + 2, "drug_concept_ids": list(cohort.drugs),
+                "drug_names": [cohort.history.concept_names.get(d, str(d)) for d in cohort.drugs],
+                "buckets": list(buckets)}
+    buckets = tuple(meta["buckets"])
+
+    @functools.cache  # fitted on first use
     def baselines() -> dict[str, np.ndarray]:
         return {"freq": frequency_baseline(cohort), "logreg": logreg_baseline(cohort, config.seed)}
 
@@ -258,67 +280,102 @@ def build_task(config: Config) -> Task:
                 metrics |= {f"baseline_{name}_{key}": value for key, value in figures.items()}
         return metrics
 
+    vocab = meta["concept_vocab_size"]
     return Task(
         name="treatment",
-        model=FromBatch(model, ("ids", "gaps", "mask", "static")),
-        splits={name: _split(cohort, rows, buckets, config.sort_chunk) for name, rows in cohort.parts.items()},
+        model=build_model(config, meta),
+        splits={name: SequenceSplit({"ids": [cohort.ids[i] for i in rows], "gaps": [cohort.gaps[i] for i in rows]},
+                                    {"static": cohort.static[rows], "labels": cohort.labels[rows],
+                                     "index": rows.astype(np.int32)}, buckets, config.sort_chunk)
+                for name, rows in cohort.parts.items()},
         loss=loss,
-        predict=FromOutputs(predict),
+        predict=inference(config, meta),
         score=score,
         select_metric="ndcg_at_5",
-        describe={
-            "drugs": [cohort.history.concept_names.get(d, str(d)) for d in cohort.drugs],
-            "drug_concept_ids": list(cohort.drugs),
-            "concept_vocab_size": len(cohort.concepts) + 2,
-            "split_sizes": {name: len(rows) for name, rows in cohort.parts.items()},
-            "split_patients": {name: len({cohort.examples[i].person for i in rows})
-                               for name, rows in cohort.parts.items()},
-            "buckets": list(buckets),
-        },
-        batch_spec={
-            "ids": ArraySpec("i", rank=2, low=0, high=len(cohort.concepts) + 2, mask="mask"),
-            "gaps": ArraySpec("i", rank=2, low=0, high=omop.GAP_BUCKETS, mask="mask"),
-            "mask": ArraySpec("b", rank=2),
-            "static": ArraySpec("f", rank=2),
-            "labels": ArraySpec("i", rank=2, low=0, high=2),
-            "index": ArraySpec("i", rank=1, low=0),
-        },
+        describe={"drugs": meta["drug_names"], "drug_concept_ids": meta["drug_concept_ids"],
+                  "concept_vocab_size": vocab, "split_sizes": {name: len(rows) for name, rows in cohort.parts.items()},
+                  "split_patients": {name: len({cohort.examples[i].person for i in rows})
+                                     for name, rows in cohort.parts.items()}, "buckets": list(buckets)},
+        batch_spec={"ids": ArraySpec("i", rank=2, low=0, high=vocab, mask="mask"),
+                    "gaps": ArraySpec("i", rank=2, low=0, high=omop.GAP_BUCKETS, mask="mask"),
+                    "mask": ArraySpec("b", rank=2), "static": ArraySpec("f", rank=2),
+                    "labels": ArraySpec("i", rank=2, low=0, high=2), "index": ArraySpec("i", rank=1, low=0)},
+        meta=meta,
     )
 
 
-def add_recommend_arguments(parser) -> None:
-    parser.add_argument("--person-id", type=int, required=True, help="a person_id of the run's database")
-    parser.add_argument("--top-k", type=int, default=5, help="how many drugs to list (default: 5)")
+def read_inputs(arguments: list[str]) -> list[int]:
+    """`medjax predict`'s arguments: person ids of the run's database."""
+    bad = [argument for argument in arguments if not argument.strip().lstrip("+-").isdigit()]
+    if bad:
+        raise DataError("INPUT", f"expected person ids (integers), got {bad[0]!r}")
+    return [int(argument) for argument in arguments]
 
 
-def recommend_main(args) -> None:
-    """Ranks the drugs for one patient from their whole history (up to their last event) with a trained run's best
-    checkpoint: ``rank  probability  concept_id  name`` lines, most probable first."""
-    from medjax.tasks import load_workdir
-    from medjax.train import loop
-    from medjax.train.sharding import make_mesh
+_GENDERS = {"m": omop.MALE, "male": omop.MALE, "f": omop.FEMALE, "female": omop.FEMALE}
 
-    if args.top_k < 1:
-        raise ConfigError("--top-k", f"expected at least 1, got {args.top_k}")
-    task, config = load_workdir(args.workdir)
-    cohort = load_cohort(config)
-    person, history = args.person_id, cohort.history
-    if person not in history.birth_year:
-        raise DataError("--person-id", f"expected a person_id of the person table, got {person}")
-    if person not in history.events:
-        raise DataError("--person-id", f"expected a person with at least one recorded event, got none for {person}")
-    steps = omop.input_events(history, person, len(history.events[person][0]), config.max_events)
-    ids, gaps = cohort.encode(*steps)
-    one = np.zeros(1, np.int64)
-    single = SequenceSplit({"ids": [ids], "gaps": [gaps]},
-                           {"static": static_features(history, person, int(steps[0][-1]))[None],
-                            "labels": np.zeros((1, len(cohort.drugs)), np.int8), "index": one.astype(np.int32)},
-                           task.splits["test"].buckets)
-    state, _ = loop.restore_best(task, config)
-    new = dataclasses.replace(task, splits={**task.splits, "test": single})
-    scores = loop.predict_split(state, new, "test", 1, make_mesh(1))["scores"]
-    for rank, j in enumerate(top_k(scores, args.top_k)[0], 1):
-        drug = cohort.drugs[j]
-        print(f"{rank}\t{scores[0, j]:.4f}\t{drug}\t{history.concept_names.get(drug, '(no concept name)')}")
-    print(f"{person}: {len(history.events[person][0])} events, the last on "
-          f"{np.datetime64(int(steps[0][-1]), 'D')}", file=sys.stderr)
+
+def _patient(item: dict, place: str) -> tuple[tuple[np.ndarray, ...], int, int]:
+    """``((days, domains, concepts) in the database reader's order, birth year, gender concept)`` of a history."""
+    try:
+        steps = sorted((int(np.datetime64(str(date)[:10], "D").astype(np.int64)),
+                        omop.DOMAINS.index(domain) if isinstance(domain, str) else int(domain), int(concept))
+                       for date, domain, concept in item["events"])
+        gender = item.get("gender") or 0
+        year, gender = int(item["birth_year"]), _GENDERS[gender.lower()] if isinstance(gender, str) else int(gender)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise DataError(place, f"expected {{'events': [(date 'YYYY-MM-DD', domain, concept_id), ...], 'birth_year': "
+                               f"year, 'gender': concept id or 'F'/'M'}}, got {type(err).__name__}: {err}") from None
+    if not steps:
+        raise DataError(place, "expected a person with at least one recorded event, got none")
+    days, domains, concepts = (np.array(column, np.int64) for column in zip(*steps))
+    return (days, domains.astype(np.int8), concepts), year, gender
+
+
+def _from_database(config: Config, people: list[int]) -> dict[int, dict]:
+    """The histories of ``people`` in the run's database, in `_patient`'s form; no other patient is read."""
+    db = omop.open_database(config.data_dir, config.database)
+    listed = ", ".join(str(p) for p in sorted(set(people)))
+    found = {int(p): {"birth_year": year, "gender": gender, "events": []}
+             for p, year, gender in db.query(f"{omop.PERSON_SQL} WHERE person_id IN ({listed})")}
+    for person, domain, concept, date in db.query(f"SELECT * FROM ({omop.EVENTS_SQL}) events WHERE person_id IN "
+                                                  f"({listed})"):
+        found.get(int(person), {"events": []})["events"].append((date, int(domain), concept))
+    missing = [p for p in people if p not in found]
+    if missing:
+        raise DataError("--person-id", f"expected a person_id of the person table, got {missing[0]}")
+    return found
+
+
+def encode(config: Config, meta: dict, inputs) -> SequenceSplit:
+    """Patients as the model reads them: person ids of the run's database, or histories (dicts of ``events``,
+    ``birth_year``, ``gender``); the last ``--max-events`` events, and the age on the last one."""
+    items = [inputs] if isinstance(inputs, (int, np.integer, dict)) else list(inputs)
+    people = [int(item) for item in items if not isinstance(item, dict)]
+    found = _from_database(config, people) if people else {}
+    vocab, ids, gaps, static = vocabulary(meta), [], [], []
+    for n, item in enumerate(items):
+        given = isinstance(item, dict)
+        events, year, gender = _patient(item if given else found[int(item)],
+                                        f"input {n}" if given else f"--person-id {int(item)}")
+        days, domains, concepts = (column[-config.max_events:] for column in events)
+        ids.append(encode_steps(vocab, days, domains, concepts)[0])
+        gaps.append(omop.gap_buckets(days))
+        static.append(static_features(year, gender, int(days[-1])))
+    return SequenceSplit({"ids": ids, "gaps": gaps}, {"static": np.stack(static),
+                                                      "index": np.arange(len(items), dtype=np.int32)},
+                         tuple(meta["buckets"]))
+
+
+def decode(config: Config, meta: dict, predictions: dict, inputs, top_k: int = 5) -> dict:
+    """Per patient, the ``top_k`` drugs most probably started next, best first: ``drugs`` (names), ``concept_ids``,
+    ``scores`` (probabilities), with the ``person_id`` (an explicit history's own, or None)."""
+    if top_k < 1:
+        raise ConfigError("--top-k", f"expected at least 1, got {top_k}")
+    items = [inputs] if isinstance(inputs, (int, np.integer, dict)) else list(inputs)
+    scores = np.asarray(predictions["scores"])
+    ranked = ranking.top_k(scores, top_k)
+    return {"person_id": [item.get("person_id") if isinstance(item, dict) else int(item) for item in items],
+            "drugs": [[meta["drug_names"][j] for j in row] for row in ranked],
+            "concept_ids": np.asarray(meta["drug_concept_ids"], np.int64)[ranked],
+            "scores": np.take_along_axis(scores, ranked, axis=1)}
