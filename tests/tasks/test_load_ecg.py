@@ -10,6 +10,7 @@ import numpy as np
 
 import medjax
 from medjax import cli
+from medjax.tasks import ecg as ecg_task
 from tests.cli.cli_data import ecg_record
 
 
@@ -31,7 +32,11 @@ def test_a_loaded_run_labels_its_test_records_without_the_data(tmp_path, capsys)
     assert meta["class_names"] == ["N", "S", "V", "F", "Q"] and meta["labels"] == "aami"
     with np.load(workdir / "predictions_test.npz") as arrays:
         expected = dict(arrays)
+    # The strip plot reads config.json and the one record it draws, and writes nothing but its PNG.
+    plotted = digests(workdir)
+    assert ecg_task.plot_workdir(workdir) == [workdir / "ecg_strip.png"]
     before = digests(workdir)
+    assert {k: v for k, v in before.items() if k != "ecg_strip.png"} == plotted
     moved = data.rename(tmp_path / "moved")
 
     names = saved["describe"]["record_names"]
