@@ -273,8 +273,9 @@ def _export(argv: list[str]) -> int:
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", required=True, help="the work folder of a `medjax train` run")
     parser.add_argument("--format", nargs="+", choices=export.FORMATS, default=["npz"],
-                        help="npz (the variables; always written) and/or stablehlo (the inference function with its "
-                             "weights, batch dimension symbolic, for any JAX runtime)")
+                        help="npz (the variables; always written), stablehlo (the inference function with its "
+                             "weights, batch dimension symbolic, for any JAX runtime), onnx (the same through "
+                             "jax2onnx, for onnxruntime; CNNs, ResNets and transformers)")
     parser.add_argument("--int8", action="store_true", help="also write the int8 model and score and time it")
     args = parser.parse_args(argv)
     print(format_metrics(export.export_workdir(args.workdir, args.int8, tuple(args.format))))

@@ -66,6 +66,15 @@ def serve_without_medjax(tmp_path: pathlib.Path, workdir: pathlib.Path, inputs: 
         return dict(outputs)
 
 
+def onnx_outputs(workdir: pathlib.Path, inputs: dict) -> dict:
+    """Exports the run as ONNX and runs it under onnxruntime."""
+    onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime comes with the test extra")
+    assert cli.main(["export", "--workdir", str(workdir), "--format", "onnx"]) == 0
+    session = onnxruntime.InferenceSession(str(workdir / "export" / "model.onnx"))
+    names = [output.name for output in session.get_outputs()]
+    return dict(zip(names, session.run(None, inputs)))
+
+
 def copy_of(name: str, tmp_path: pathlib.Path) -> pathlib.Path:
     return pathlib.Path(shutil.copytree(data_dir(name), tmp_path / name))
 
@@ -108,6 +117,8 @@ def test_medmnist_ensemble_predicts_images_and_files_without_its_data(tmp_path, 
     exec(example.replace("runs/breastmnist-resnet18", str(workdir)), {})  # the README's example, as written
     served = serve_without_medjax(tmp_path, workdir, {"image": images[:5, ..., None]})
     np.testing.assert_allclose(served["scores"], out["probabilities"][:5], atol=1e-5)
+    onnx = onnx_outputs(workdir, {"image": images[:5, ..., None]})
+    np.testing.assert_allclose(onnx["scores"], out["probabilities"][:5], atol=1e-5)
     # Coverage of the split-conformal sets on test, within three binomial sd of the guarantee.
     n = len(images)
     assert results["test_conformal_coverage_90"] >= 0.9 - 3 * math.sqrt(0.09 / n)
@@ -138,6 +149,10 @@ def test_textclf_predicts_texts_without_its_data(tmp_path, capsys):
     batch = next(run.module.encode(run.config, run.meta, texts[:5]).batches(5))
     served = serve_without_medjax(tmp_path, workdir, {"ids": batch["ids"], "mask": batch["mask"]})
     np.testing.assert_allclose(served["scores"], out["probabilities"][:5], atol=1e-5)
+    capsys.readouterr()
+    assert cli.main(["export", "--workdir", str(workdir), "--format", "onnx"]) == 2  # a BiLSTM: jax2onnx cannot
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "reverse scan" in err.lower() and "--format stablehlo" in err
     assert results["test_conformal_coverage_90"] >= 0.9 - 3 * math.sqrt(0.09 / len(texts))
 
 

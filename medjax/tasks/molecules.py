@@ -37,7 +37,7 @@ from medjax.data.splits import SequenceSplit, length_buckets
 from medjax.data.vocab import Vocabulary
 from medjax.errors import ConfigError, UserError
 from medjax.metrics.classification import accuracy, roc_auc
-from medjax.tasks.common import conformal_columns, softmax_head, texts, vocabulary
+from medjax.tasks.common import carried, conformal_columns, softmax_head, texts, vocabulary
 from medjax.tasks.textclf import build_classifier
 from medjax.train.batching import ArraySpec
 from medjax.train.config import TrainConfig, option
@@ -106,7 +106,7 @@ def regression_loss(outputs: jax.Array, batch, std: float):
 def regression_predict(outputs: jax.Array, batch, mean: float, std: float) -> dict:
     """``outputs: f32[batch, 1]`` in sd units -> ``prediction`` (and ``true`` when the batch has targets) f32[batch]
     in the target's units."""
-    out = {"prediction": outputs[:, 0] * std + mean, "index": batch["index"]}
+    out = {"prediction": outputs[:, 0] * std + mean, **carried(batch)}
     return out | ({"true": batch["target"] * std + mean} if "target" in batch else {})
 
 

@@ -2,7 +2,8 @@
 
 Writes ``<workdir>/export/model-f32.npz`` (the model's variables, float32; no optimizer state); with ``--format
 stablehlo`` also ``model.stablehlo`` and ``signature.json`` (`medjax.train.serving`: the inference function with its
-weights, runnable by JAX without medjax); with ``--int8``,
+weights, runnable by JAX without medjax), with ``--format onnx`` ``model.onnx`` (jax2onnx: the CNNs, ResNets and
+transformers; the LSTMs are refused, jax2onnx having no reverse scan); with ``--int8``,
 ``model-int8.npz`` (every kernel as int8 plus per-channel float32 scales, `medjax.train.quantize`). Arrays are stored
 under their ``/``-joined pytree paths; `load_export` reads them back with ``allow_pickle=False``. With ``--int8`` it
 also scores the test split with the dequantised weights beside float32 and times one example at batch 1 and at
@@ -52,7 +53,7 @@ def load_export(path: str | pathlib.Path) -> dict:
         raise DataError(path, f"expected a `medjax export` .npz archive, got unreadable contents ({err})") from None
 
 
-FORMATS = ("npz", "stablehlo")
+FORMATS = ("npz", "stablehlo", "onnx")
 
 
 def export_workdir(workdir: str | pathlib.Path, int8: bool = False, formats: tuple[str, ...] = ("npz",)
@@ -72,6 +73,11 @@ def export_workdir(workdir: str | pathlib.Path, int8: bool = False, formats: tup
 
         export_stablehlo(run, folder)
         figures["stablehlo_bytes"] = (folder / "model.stablehlo").stat().st_size
+    if "onnx" in formats:
+        from medjax.train.serving import export_onnx
+
+        export_onnx(run, folder)
+        figures["onnx_bytes"] = (folder / "model.onnx").stat().st_size
     if int8:
         figures |= _int8(run, folder, variables, figures["f32_bytes"])
     write_atomically(folder / "export.json", json.dumps(figures, indent=2) + "\n")

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from medjax.train import ensemble
 from medjax.train.workdir import write_atomically
 
 # Batch entries that are never the model's inputs: the truth and the loop's bookkeeping.
@@ -47,7 +48,7 @@ def input_specs(run) -> dict[str, tuple[tuple[Any, ...], str]]:
 
 def serving_function(run):
     """``f(*inputs) -> outputs`` of the run's inference with its weights as constants (one model, or the mean of an
-    ensemble's probabilities)."""
+    ensemble's probabilities), and the input names in argument order."""
     predict = run.module.inference(run.config, run.meta)
     names = list(input_specs(run))
     variables = jax.tree_util.tree_map(jnp.asarray, run.variables)
@@ -58,8 +59,10 @@ def serving_function(run):
     def serve(*inputs):
         batch = dict(zip(names, inputs))
         if run.members > 1:
-            stacked = jax.vmap(one, in_axes=(0, None))(variables, batch)
-            return {key: value.mean(axis=0) if value.dtype.kind == "f" else value[0] for key, value in stacked.items()}
+            # Unrolled rather than vmapped: jax2onnx has no batching rule for Linen's primitives.
+            outputs = [one(ensemble.member(variables, i), batch) for i in range(run.members)]
+            return {key: (sum(o[key] for o in outputs) / len(outputs)) if outputs[0][key].dtype.kind == "f"
+                    else outputs[0][key] for key in outputs[0]}
         return one(variables, batch)
 
     return serve, names
@@ -86,6 +89,42 @@ def export_stablehlo(run, folder: str | pathlib.Path) -> dict[str, Any]:
                  "jax_version": jax.__version__}
     write_atomically(folder / "signature.json", json.dumps(signature, indent=2) + "\n")
     return signature
+
+
+def export_onnx(run, folder: str | pathlib.Path) -> list[str]:
+    """Writes ``model.onnx`` (through jax2onnx, batch dimension symbolic, the same inputs and output names as
+    ``signature.json``); returns the output names.
+
+    Raises:
+      medjax.errors.ConfigError: a model jax2onnx cannot convert (its recurrences: the LSTMs run a reverse scan, which
+        jax2onnx 0.17 has no ONNX form for); StableHLO exports every model.
+    """
+    import logging
+
+    from medjax.errors import ConfigError
+
+    try:
+        from jax2onnx import to_onnx
+    except ImportError:
+        raise ConfigError("--format", "expected jax2onnx for ONNX export (pip install 'medjax[onnx]'), got no "
+                                      "jax2onnx module") from None
+    folder = pathlib.Path(folder)
+    specs = input_specs(run)
+    serve, names = serving_function(run)
+    shapes = [jax.ShapeDtypeStruct(tuple("B" if d == "b" else d for d in shape), dtype)
+              for shape, dtype in specs.values()]
+    example = [jax.ShapeDtypeStruct((2, *s.shape[1:]), s.dtype) for s in shapes]
+    outputs = list(jax.tree_util.tree_flatten_with_path(jax.eval_shape(serve, *example))[0])
+    output_names = [str(path[-1].key) for path, _ in outputs]
+    logging.getLogger("onnx_ir").setLevel(logging.ERROR)  # jax2onnx's serialiser warns about untyped constants
+    try:
+        proto = to_onnx(serve, shapes, input_names=names, output_names=output_names, model_name=f"medjax_{run.task}")
+    except NotImplementedError as err:
+        raise ConfigError("--format onnx", f"expected a model jax2onnx can convert, got a {run.task} "
+                                           f"{getattr(run.config, 'model', '')} model ({err}); use --format "
+                                           f"stablehlo") from None
+    write_atomically(folder / "model.onnx", proto.SerializeToString())
+    return output_names
 
 
 def example_inputs(run, count: int) -> list[np.ndarray]:
