@@ -96,7 +96,7 @@ def _train(argv: list[str]) -> int:
 
     workdir = pathlib.Path(config.workdir)
     # Resuming this run: its data side (vocabularies, subwords) comes from its meta.json, never rebuilt.
-    resuming = ownership.foreign(workdir, config, name) is None and has_checkpoint(workdir)
+    resuming = ownership.check(workdir, config, name) is None and has_checkpoint(workdir)
     distributed.initialize()  # multi-host: joins the other processes when launched as one; a no-op on one machine
     results = loop.train(module.build_task(config, read_meta(workdir) if resuming else None), config, task_name=name)
     if results is not None:
@@ -207,12 +207,12 @@ def _plot_all(workdir: str) -> list:
 def _report(argv: list[str]) -> int:
     """`medjax report --workdir W [--html]`: the run's results and the model's cost (parameters, size on disk, FLOPs,
     latency, memory) as text, or one self-contained HTML page."""
-    import json
     import pathlib
 
     from medjax.tasks import task_of_workdir
     from medjax.train.html_report import write_report
     from medjax.train.progress import format_metrics
+    from medjax.train.workdir import read_json
 
     parser = _Parser(prog="medjax report")
     parser.add_argument("--workdir", required=True, help="the work folder of a `medjax train` run")
@@ -225,12 +225,14 @@ def _report(argv: list[str]) -> int:
         raise UserError(workdir, "expected the work folder of a `medjax train` run, found no readable config.json")
     if args.html:
         module = task_module(name) if name in TASKS else None
-        config = json.loads((workdir / "config.json").read_text()).get("config", {})
+        config = read_json(workdir / "config.json", "the config.json of a run").get("config", {})
+        if not isinstance(config, dict):
+            raise DataError(workdir / "config.json", "expected a JSON object of options under \"config\"")
         published = module.published_rows(config) if hasattr(module, "published_rows") else []
         print(write_report(workdir, published, draw=lambda folder: _plot_all(str(folder))))
         return 0
     if (workdir / "results.json").is_file():
-        print(format_metrics(json.loads((workdir / "results.json").read_text())))
+        print(format_metrics(read_json(workdir / "results.json", "the results.json of a finished run")))
     else:
         print(f"{workdir}: unfinished (no results.json yet)")
     from medjax.train.cost import cost_report

@@ -20,9 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from medjax.data.files import replace_atomically
 from medjax.errors import ConfigError, UserError
 from medjax.explain import attributions
 from medjax.explain.internals import attention_maps, attention_rollout, grad_cam, last_spatial_layer
+from medjax.train.plots import save_png
 
 METHODS = ("saliency", "gradient_x_input", "integrated_gradients", "smoothgrad", "occlusion", "gradcam",
            "attention", "rollout")
@@ -120,7 +122,7 @@ def _explain_images(task, config, state, batch, indices, method, split, out) -> 
         figure.suptitle(f"{split} #{index}: true {names[labels[row]]}, predicted {names[pred[row]]} "
                         f"(p={prob[row]:.2f}); {method}", fontsize="small")
         path = out / f"{split}-{index}-{method}.png"
-        figure.savefig(path, dpi=100)
+        save_png(figure, path, dpi=100)
         written.append(path)
     return written
 
@@ -156,7 +158,7 @@ def _explain_beats(task, state, batch, indices, method, split, out) -> list[path
                  title=f"{split} #{index}: true {names[int(batch['label'][row])]}, predicted {names[pred[row]]} "
                        f"(p={prob[row]:.2f})")
         path = out / f"{split}-{index}-{method}.png"
-        figure.savefig(path, dpi=100)
+        save_png(figure, path, dpi=100)
         written.append(path)
     return written
 
@@ -196,6 +198,6 @@ def _explain_text(task, config, state, batch, indices, method, split, out) -> li
                 f'{html.escape(names[int(batch["label"][row])])}, predicted {html.escape(names[pred[row]])} '
                 f'(p={prob[row]:.2f}); {method}</p><p>{spans}</p></body>\n')
         path = out / f"{split}-{index}-{method}.html"
-        path.write_text(page)
+        replace_atomically(path, page)
         written.append(path)
     return written

@@ -81,3 +81,12 @@ def vocabulary(meta: dict, key: str = "vocab"):
     from medjax.data.vocab import Vocabulary
 
     return Vocabulary.from_json(meta[key] if isinstance(meta[key], str) else json.dumps(meta[key]))
+
+
+def split_fractions(config) -> tuple[float, float, float]:
+    """``(train, val, test)`` shares from ``--val-fraction`` and ``--test-fraction``, which must leave some to train."""
+    train = 1.0 - config.val_fraction - config.test_fraction
+    if train <= 0:
+        raise ConfigError("--val-fraction", f"expected --val-fraction + --test-fraction below 1, got "
+                                            f"{config.val_fraction:g} + {config.test_fraction:g}")
+    return train, config.val_fraction, config.test_fraction

@@ -37,7 +37,7 @@ from medjax.data.splits import SequenceSplit, length_buckets
 from medjax.data.vocab import Vocabulary
 from medjax.errors import ConfigError, UserError
 from medjax.metrics.classification import accuracy, roc_auc
-from medjax.tasks.common import carried, conformal_columns, softmax_head, texts, vocabulary
+from medjax.tasks.common import carried, conformal_columns, softmax_head, split_fractions, texts, vocabulary
 from medjax.tasks.textclf import build_classifier
 from medjax.train.batching import ArraySpec
 from medjax.train.config import TrainConfig, option
@@ -209,9 +209,7 @@ def load_dataset(config: Config, meta: dict | None = None) -> Dataset:
     if given:
         parts = mol_data.complete_given(data, given, config.split, config.val_fraction, config.split_seed)
     else:
-        train_share = 1.0 - config.val_fraction - config.test_fraction
-        parts = mol_data.split(data, config.split, (train_share, config.val_fraction, config.test_fraction),
-                               config.split_seed)
+        parts = mol_data.split(data, config.split, split_fractions(config), config.split_seed)
     if config.limit:
         parts = {name: rows[:config.limit] for name, rows in parts.items()}
     task_type = mol_data.infer_task_type(data.targets) if config.task_type == "auto" else config.task_type
@@ -370,7 +368,7 @@ def plot_parity(workdir: str | pathlib.Path) -> pathlib.Path:
     if not path.is_file():
         raise UserError(workdir, "expected the work folder of a finished `medjax train molecules` run, found no "
                                  "predictions_test.npz")
-    with np.load(path) as saved:
+    with np.load(path, allow_pickle=False) as saved:
         if "prediction" not in saved:
             raise UserError(path, "expected the predictions of a regression run, got a classification run's")
         true, pred = saved["true"].astype(np.float64), saved["prediction"].astype(np.float64)
@@ -383,9 +381,9 @@ def plot_parity(workdir: str | pathlib.Path) -> pathlib.Path:
     axes.set(xlabel="true", ylabel="predicted", title=f"test RMSE {rmse:.3f} (n = {len(true)})", aspect="equal")
     axes.legend(loc="upper left")
     figure.tight_layout()
-    out = pathlib.Path(workdir) / "parity.png"
-    figure.savefig(out)
-    return out
+    from medjax.train.plots import save_png
+
+    return save_png(figure, pathlib.Path(workdir) / "parity.png")
 
 
 def plot_workdir(workdir: str | pathlib.Path) -> list[pathlib.Path]:
@@ -393,6 +391,6 @@ def plot_workdir(workdir: str | pathlib.Path) -> list[pathlib.Path]:
     saved = pathlib.Path(workdir) / "predictions_test.npz"
     if not saved.is_file():
         return []
-    with np.load(saved) as predictions:
+    with np.load(saved, allow_pickle=False) as predictions:
         regression = "prediction" in predictions
     return [plot_parity(workdir)] if regression else []

@@ -28,7 +28,7 @@ from medjax.data.vocab import Vocabulary, tokenize
 from medjax.errors import ConfigError
 from medjax.metrics.classification import accuracy, macro_f1
 from medjax.nn.text_classifiers import LSTMTextClassifier, TransformerTextClassifier
-from medjax.tasks.common import class_columns, conformal_columns, softmax_head, texts, vocabulary
+from medjax.tasks.common import class_columns, conformal_columns, softmax_head, split_fractions, texts, vocabulary
 from medjax.train.batching import ArraySpec
 from medjax.train.config import TrainConfig, option
 from medjax.train.losses import softmax_cross_entropy
@@ -178,8 +178,7 @@ def load_corpus(config: Config, vocab: Vocabulary | None = None) -> Corpus:
     """Reads and splits the corpus and builds the vocabulary from the training split (or takes ``vocab``, a run's),
     as `build_task` does."""
     corpus = abstracts.load(config.data_dir)
-    train_share = 1.0 - config.val_fraction - config.test_fraction
-    parts = abstracts.split(corpus, (train_share, config.val_fraction, config.test_fraction), seed=config.split_seed)
+    parts = abstracts.split(corpus, split_fractions(config), seed=config.split_seed)
     if config.limit:
         parts = {name: rows[: config.limit] for name, rows in parts.items()}
     vocab = vocab or Vocabulary.build((tokenize(corpus.texts[i]) for i in parts["train"]),

@@ -26,6 +26,7 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging as absl_logging
 
+from medjax.errors import DataError
 from medjax.train.state import TrainState
 
 
@@ -143,8 +144,11 @@ class RunCheckpoints:
                 return self._restore(self._latest, epoch, state, rng)
             except Exception as err:  # noqa: BLE001 - any failure to read means this copy is unusable
                 if position + 1 == len(epochs):
-                    raise RuntimeError(f"no readable checkpoint under {self._latest.directory}: epoch {epoch} "
-                                       f"failed with {type(err).__name__}: {err}") from err
+                    raise DataError(self._latest.directory, f"expected a readable checkpoint to resume from, got "
+                                                            f"none: epoch {epoch} failed with {type(err).__name__}: "
+                                                            f"{str(err).splitlines()[0][:160] if str(err) else ''} "
+                                                            f"(train in a new --workdir, or move checkpoints/ "
+                                                            f"aside to start again)") from err
                 self._say(f"the checkpoint of epoch {epoch} is damaged ({type(err).__name__}: {str(err)[:200]}); "
                           f"resuming from epoch {epochs[position + 1]} instead")
         raise FileNotFoundError(f"no latest checkpoint under {self._latest.directory}")
@@ -154,7 +158,11 @@ class RunCheckpoints:
         epoch = self._best.latest_step()
         if epoch is None:
             raise FileNotFoundError(f"no best checkpoint under {self._best.directory}: has this run finished an epoch?")
-        return self._restore(self._best, epoch, state, rng)
+        try:
+            return self._restore(self._best, epoch, state, rng)
+        except Exception as err:  # noqa: BLE001 - any failure to read means this copy is unusable
+            raise DataError(self._best.directory, f"expected a readable best checkpoint, got a damaged one (epoch "
+                                                  f"{epoch}: {type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''})") from err
 
     @staticmethod
     def _restore(manager: ocp.CheckpointManager, epoch: int, state: TrainState, rng: jax.Array):

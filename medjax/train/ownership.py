@@ -22,21 +22,28 @@ def claim(workdir: pathlib.Path, config: TrainConfig, task_name: str) -> None:
     Raises:
       ConfigError: the folder holds another run or files medjax did not write, naming the folder and why.
     """
-    if workdir.exists() and not workdir.is_dir():
-        raise UserError(workdir, "expected a folder for the run (or a path to make one), got a file")
+    why = check(workdir, config, task_name)
     workdir.mkdir(parents=True, exist_ok=True)
-    why = foreign(workdir, config, task_name)
     if why is None:
         return
-    if not config.overwrite:
-        raise ConfigError(workdir, f"holds {why}: train in a new --workdir, resume that run with its own config, or "
-                                   f"pass --overwrite to move its contents into {workdir}/previous-<n>/")
     aside = _free_name(workdir)
     aside.mkdir()
     for entry in sorted(workdir.iterdir()):
         if entry != aside and not _is_previous(entry):
             entry.rename(aside / entry.name)
     print(f"--overwrite: moved what {workdir} held ({why}) into {aside}", file=sys.stderr)
+
+
+def check(workdir: pathlib.Path, config: TrainConfig, task_name: str) -> str | None:
+    """Raises unless ``workdir`` may hold this run; returns why it is not this run's when ``--overwrite`` allows
+    clearing it, None when it is (or is new). Writes nothing: `medjax train` calls it before reading any data."""
+    if workdir.exists() and not workdir.is_dir():
+        raise UserError(workdir, "expected a folder for the run (or a path to make one), got a file")
+    why = foreign(workdir, config, task_name)
+    if why is not None and not config.overwrite:
+        raise ConfigError(workdir, f"holds {why}: train in a new --workdir, resume that run with its own config, or "
+                                   f"pass --overwrite to move its contents into {workdir}/previous-<n>/")
+    return why
 
 
 def foreign(workdir: pathlib.Path, config: TrainConfig, task_name: str) -> str | None:
@@ -49,11 +56,11 @@ def foreign(workdir: pathlib.Path, config: TrainConfig, task_name: str) -> str |
         return f"{len(files)} files that no medjax run wrote (no config.json)" if files else None
     try:
         saved = json.loads(path.read_text())
+        if isinstance(saved, dict) and saved.get("task") != task_name:
+            return f"a run of another task ({saved.get('task')!r})"
         before = as_json(from_mapping(type(config), saved["config"], str(path), saved=True))
     except (ValueError, KeyError, TypeError, UserError):
-        return "a config.json that is not this task's"
-    if saved.get("task") != task_name:
-        return f"a run of another task ({saved.get('task')!r})"
+        return "a config.json that no medjax run of this task wrote"
     current = as_json(config)
     changed = sorted(name for name in current if name not in RESUMABLE_CHANGES and current[name] != before[name])
     if changed:

@@ -94,7 +94,7 @@ def plot_learning_curves(metrics_path: pathlib.Path, out: pathlib.Path, best_epo
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         if best_epoch is not None:
             axes.axvline(best_epoch, color="grey", linestyle="--", linewidth=1)
-    return _save(figure, out, dpi=100)
+    return save_png(figure, out, dpi=100)
 
 
 def plot_roc(
@@ -118,7 +118,7 @@ def plot_roc(
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     axes.set(xlabel="false positive rate", ylabel="true positive rate", title="test ROC", xlim=(0, 1), ylim=(0, 1.01))
     axes.legend(loc="lower right", fontsize="small")
-    return _save(figure, out, dpi=100)
+    return save_png(figure, out, dpi=100)
 
 
 def plot_reliability(labels: np.ndarray, scores: np.ndarray, out: pathlib.Path, bins: int = 10) -> pathlib.Path:
@@ -135,7 +135,7 @@ def plot_reliability(labels: np.ndarray, scores: np.ndarray, out: pathlib.Path, 
              title=f"test reliability, ECE {expected_calibration_error(labels, scores, bins):.3f}")
     axes.legend(loc="upper left", fontsize=8)
     figure.tight_layout()
-    return _save(figure, out)
+    return save_png(figure, out)
 
 
 def plot_confusion_matrix(
@@ -160,7 +160,7 @@ def plot_confusion_matrix(
         for (row, col), count in np.ndenumerate(counts):
             color = "white" if count > counts.max() / 2 else "black"
             axes.text(col, row, str(count), ha="center", va="center", color=color, fontsize="small")
-    return _save(figure, out, dpi=100)
+    return save_png(figure, out, dpi=100)
 
 
 def _one_vs_rest(labels: np.ndarray, scores: np.ndarray, class_names: Sequence[str]):
@@ -190,7 +190,7 @@ def _predicted_classes(predictions: dict[str, np.ndarray]) -> np.ndarray | None:
     return np.argmax(scores, axis=-1)
 
 
-def _save(figure: Figure, out: pathlib.Path, **options: Any) -> pathlib.Path:
+def save_png(figure: Figure, out: pathlib.Path, **options: Any) -> pathlib.Path:
     """The figure as PNG bytes, then written through a temporary file and a rename (`replace_atomically`)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", **options)
