@@ -122,8 +122,7 @@ def encode_steps(concepts: dict, days: np.ndarray, domains: np.ndarray, ids: np.
 
 
 def static_features(birth_year: int, gender: int, day: int) -> np.ndarray:
-    """f32[3] (`STATIC`): age / 100 on ``day`` (days since 1970; counted from 1 January of the birth year), male,
-    female."""
+    """f32[3] `STATIC`: age / 100 on ``day`` (days since 1970; from 1 January of the birth year), male, female."""
     born = int(np.datetime64(f"{birth_year:04d}-01-01", "D").astype(np.int64))
     return np.array([(day - born) / 365.25 / 100.0, gender == omop.MALE, gender == omop.FEMALE], np.float32)
 
@@ -312,20 +311,16 @@ def read_inputs(arguments: list[str]) -> list[int]:
     return [int(argument) for argument in arguments]
 
 
-_GENDERS = {"m": omop.MALE, "male": omop.MALE, "f": omop.FEMALE, "female": omop.FEMALE}
-
-
 def _patient(item: dict, place: str) -> tuple[tuple[np.ndarray, ...], int, int]:
     """``((days, domains, concepts) in the database reader's order, birth year, gender concept)`` of a history."""
     try:
         steps = sorted((int(np.datetime64(str(date)[:10], "D").astype(np.int64)),
                         omop.DOMAINS.index(domain) if isinstance(domain, str) else int(domain), int(concept))
                        for date, domain, concept in item["events"])
-        gender = item.get("gender") or 0
-        year, gender = int(item["birth_year"]), _GENDERS[gender.lower()] if isinstance(gender, str) else int(gender)
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        year, gender = int(item["birth_year"]), int(item.get("gender") or 0)
+    except (KeyError, TypeError, ValueError) as err:
         raise DataError(place, f"expected {{'events': [(date 'YYYY-MM-DD', domain, concept_id), ...], 'birth_year': "
-                               f"year, 'gender': concept id or 'F'/'M'}}, got {type(err).__name__}: {err}") from None
+                               f"year, 'gender': concept id}}, got {type(err).__name__}: {err}") from None
     if not steps:
         raise DataError(place, "expected a person with at least one recorded event, got none")
     days, domains, concepts = (np.array(column, np.int64) for column in zip(*steps))
@@ -351,19 +346,20 @@ def encode(config: Config, meta: dict, inputs) -> SequenceSplit:
     """Patients as the model reads them: person ids of the run's database, or histories (dicts of ``events``,
     ``birth_year``, ``gender``); the last ``--max-events`` events, and the age on the last one."""
     items = [inputs] if isinstance(inputs, (int, np.integer, dict)) else list(inputs)
+    if not items:
+        raise DataError(None, "expected person ids or patient histories to predict, got none")
     people = [int(item) for item in items if not isinstance(item, dict)]
     found = _from_database(config, people) if people else {}
-    vocab, ids, gaps, static = vocabulary(meta), [], [], []
+    vocab, encoded, static = vocabulary(meta), [], []
     for n, item in enumerate(items):
         given = isinstance(item, dict)
         events, year, gender = _patient(item if given else found[int(item)],
                                         f"input {n}" if given else f"--person-id {int(item)}")
         days, domains, concepts = (column[-config.max_events:] for column in events)
-        ids.append(encode_steps(vocab, days, domains, concepts)[0])
-        gaps.append(omop.gap_buckets(days))
+        encoded.append(encode_steps(vocab, days, domains, concepts))
         static.append(static_features(year, gender, int(days[-1])))
-    return SequenceSplit({"ids": ids, "gaps": gaps}, {"static": np.stack(static),
-                                                      "index": np.arange(len(items), dtype=np.int32)},
+    return SequenceSplit({"ids": [i for i, _ in encoded], "gaps": [g for _, g in encoded]},
+                         {"static": np.stack(static), "index": np.arange(len(items), dtype=np.int32)},
                          tuple(meta["buckets"]))
 
 

@@ -59,3 +59,7 @@ def test_a_loaded_run_labels_its_test_records_without_the_data(tmp_path, capsys)
     assert [row["class"] for row in printed] == out["class"]
     np.testing.assert_allclose([row["probabilities"] for row in printed], out["probabilities"], atol=1e-6)
     assert digests(workdir) == before
+
+    # A record that is not there: one line naming the header it looked for.
+    assert cli.main(["predict", "--workdir", str(workdir), str(tmp_path / "nowhere" / "100")]) == 2
+    assert capsys.readouterr().err.startswith(f"medjax: error: {tmp_path}/nowhere/100.hea: expected a WFDB header")
