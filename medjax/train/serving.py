@@ -95,9 +95,12 @@ def export_onnx(run, folder: str | pathlib.Path) -> list[str]:
     """Writes ``model.onnx`` (through jax2onnx, batch dimension symbolic, the same inputs and output names as
     ``signature.json``); returns the output names.
 
+    The graph is run under onnxruntime beside the JAX function before it is written.
+
     Raises:
-      medjax.errors.ConfigError: a model jax2onnx cannot convert (its recurrences: the LSTMs run a reverse scan, which
-        jax2onnx 0.17 has no ONNX form for); StableHLO exports every model.
+      medjax.errors.ConfigError: a model jax2onnx cannot convert (the LSTMs run a reverse scan, which jax2onnx 0.17
+        has no ONNX form for), or whose graph onnxruntime rejects or computes differently (ResNet-18 with jax2onnx
+        0.17.1: a shape error in an Add); StableHLO exports every model.
     """
     import logging
 
@@ -123,8 +126,31 @@ def export_onnx(run, folder: str | pathlib.Path) -> list[str]:
         raise ConfigError("--format onnx", f"expected a model jax2onnx can convert, got a {run.task} "
                                            f"{getattr(run.config, 'model', '')} model ({err}); use --format "
                                            f"stablehlo") from None
+    problem = _check_onnx(proto.SerializeToString(), serve, names, example_inputs(run, 2))
+    if problem:
+        raise ConfigError("--format onnx", f"expected jax2onnx's graph of the {run.task} "
+                                           f"{getattr(run.config, 'model', '')} model to run as the model does, got "
+                                           f"{problem}; use --format stablehlo")
     write_atomically(folder / "model.onnx", proto.SerializeToString())
     return output_names
+
+
+def _check_onnx(model: bytes, serve, names: list[str], inputs: list[np.ndarray]) -> str | None:
+    """Runs the ONNX graph under onnxruntime beside the JAX function; what went wrong, or None (also when
+    onnxruntime is not installed: the graph is then written unchecked)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    onnxruntime.set_default_logger_severity(3)  # errors only: its shape-merge warnings are not the user's to read
+    try:
+        session = onnxruntime.InferenceSession(model)
+        got = session.run(None, dict(zip(names, inputs)))
+    except Exception as err:  # noqa: BLE001 - onnxruntime's own error classes
+        return f"an error in onnxruntime ({str(err).splitlines()[0][:160]})"
+    want = jax.tree_util.tree_leaves(jax.jit(serve)(*inputs))
+    worst = max(float(np.max(np.abs(np.asarray(w, np.float64) - g))) for w, g in zip(want, got))
+    return None if worst <= 1e-4 else f"outputs off by up to {worst:.3g}"
 
 
 def example_inputs(run, count: int) -> list[np.ndarray]:
