@@ -1,7 +1,7 @@
 """Subword vocabularies for translation: one joint SentencePiece model trained on the training split only.
 
-The model file lives in the work folder (``<workdir>/subwords.model``), so `medjax translate` reuses exactly the
-segmentation training saw. Ids: 0 pad, 1 bos, 2 eos, 3 unk (fixed here, so models and decoding can name them).
+A run keeps its model inside ``meta.json`` (the serialised proto, base64), so a loaded run segments exactly as
+training did. Ids: 0 pad, 1 bos, 2 eos, 3 unk (fixed here, so models and decoding can name them).
 The file is written through a fresh temporary file and a rename (a symlink at its path is replaced, not followed);
 a damaged one, or a model with other special ids, is a `DataError` naming it.
 

@@ -110,9 +110,8 @@ def cases(tmp):
          f"{foreign}.atr: expected beat annotations on this signal's QRS"),
         ("AAMI labels from PVC flags", [*ecg_train, "--data-dir", str(pvc_only), "--labels", "aami"],
          f"{pvc_only}/mitdb_100.npz: expected MIT-BIH beat symbols"),
-        ("predict a record without .hea", ["predict", "ecg", "--workdir", str(not_a_run), "--record",
-                                           str(tmp / "nowhere" / "100")], f"{tmp}/nowhere/100.hea: expected"),
-        ("predict with a folder that is no run", ["predict", "ecg", "--workdir", str(not_a_run), "--record",
+        ("predict with no inputs", ["predict", "--workdir", str(not_a_run)], "INPUT: expected inputs"),
+        ("predict with a folder that is no run", ["predict", "--workdir", str(not_a_run),
                                                   str(pvc_only / "mitdb_100.npz")], f"{not_a_run}: expected"),
         ("unknown task", ["train", "xray"], "expected a task among ecg, medmnist, molecules, ner, textclf, translation, "
                                               "treatment"),
