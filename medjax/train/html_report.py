@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 
 from medjax.data.files import replace_atomically
 from medjax.errors import DataError, UserError
+from medjax.train.workdir import read_json_object
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:62rem;padding:1rem;
@@ -37,17 +38,6 @@ figure{margin:1rem 0}img{max-width:100%;height:auto;border:1px solid #eee}figcap
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def _load_json(path: pathlib.Path) -> dict[str, Any]:
-    """A run's JSON object file; a truncated or garbled one (or one that holds no object) is a `DataError`."""
-    try:
-        value = json.loads(path.read_bytes())
-    except ValueError as err:  # JSONDecodeError, and UnicodeDecodeError for bytes that are no JSON text
-        raise DataError(path, f"expected a run's JSON file, got unreadable contents ({err})") from None
-    if not isinstance(value, dict):
-        raise DataError(path, f"expected a JSON object, got {type(value).__name__}")
-    return value
 
 
 def _text(value: Any) -> str:
@@ -137,13 +127,13 @@ def write_report(workdir: str | pathlib.Path, published: Sequence[dict[str, Any]
     workdir = pathlib.Path(workdir)
     if not (workdir / "config.json").is_file():
         raise UserError(workdir, "expected the work folder of a `medjax train` run, found no config.json")
-    saved = _load_json(workdir / "config.json")
+    saved = read_json_object(workdir / "config.json")
     config, task = saved.get("config", {}), saved.get("task", "?")
     if not isinstance(config, dict):
         raise DataError(f"{workdir / 'config.json'}: config", f"expected a JSON object of options, got "
                                                              f"{type(config).__name__}")
     results_path = workdir / "results.json"
-    results = _load_json(results_path) if results_path.is_file() else None
+    results = read_json_object(results_path) if results_path.is_file() else None
     epochs_done = 0
     if (workdir / "metrics.jsonl").is_file():
         epochs_done = sum(1 for line in (workdir / "metrics.jsonl").read_bytes().splitlines() if line.strip())

@@ -34,6 +34,7 @@ from medjax.data.files import replace_atomically
 from medjax.errors import DataError, UserError, where
 from medjax.metrics.calibration import expected_calibration_error, reliability_bins
 from medjax.metrics.classification import confusion_matrix, roc_auc, roc_curve
+from medjax.train.workdir import read_json_object
 
 # More classes than this and the per-cell counts of the confusion matrix are left out (they would not be legible).
 _MAX_ANNOTATED_CLASSES = 20
@@ -210,17 +211,6 @@ def _float(value: Any) -> float:
     return float(value) if _is_number(value) else np.nan
 
 
-def _read_object(path: pathlib.Path) -> dict[str, Any]:
-    """A run's JSON object file; a `DataError` naming it when it is truncated, garbled or no object."""
-    try:
-        value = json.loads(path.read_bytes())
-    except ValueError as err:  # JSONDecodeError, and UnicodeDecodeError for bytes that are no JSON text
-        raise DataError(path, f"expected a run's JSON file, got unreadable contents ({err})") from None
-    if not isinstance(value, dict):
-        raise DataError(path, f"expected a JSON object, got {type(value).__name__}")
-    return value
-
-
 def _read_metrics(path: pathlib.Path) -> list[dict[str, Any]]:
     """The records of ``metrics.jsonl``, each an object with a numeric ``epoch``; a `DataError` naming the line."""
     records = []
@@ -286,7 +276,7 @@ def _class_names(workdir: pathlib.Path) -> list[str]:
     path = workdir / "config.json"
     if not path.exists():
         return []
-    names = _read_object(path).get("class_names", [])
+    names = read_json_object(path).get("class_names", [])
     if not isinstance(names, list) or not all(isinstance(n, (str, int, float)) for n in names):
         raise DataError(f"{path}: class_names", f"expected a list of names, got {names!r:.60}")
     return [str(n) for n in names]
@@ -296,7 +286,7 @@ def _best_epoch(workdir: pathlib.Path) -> int | None:
     path = workdir / "results.json"
     if not path.exists():
         return None
-    best = _read_object(path).get("best_epoch")
+    best = read_json_object(path).get("best_epoch")
     if best is not None and not _is_number(best):
         raise DataError(f"{path}: best_epoch", f"expected an epoch number, got {best!r:.60}")
     return best

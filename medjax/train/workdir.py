@@ -60,6 +60,14 @@ def read_json(path: str | os.PathLike, what: str) -> Any:
         raise DataError(path, f"expected {what} (JSON), got damaged contents ({err})") from None
 
 
+def read_json_object(path: str | os.PathLike, what: str = "a run's JSON file") -> dict[str, Any]:
+    """`read_json` of a file that must hold a JSON object."""
+    value = read_json(path, what)
+    if not isinstance(value, dict):
+        raise DataError(path, f"expected {what} (a JSON object), got {type(value).__name__}")
+    return value
+
+
 def read_run_config(workdir: str | os.PathLike) -> tuple[str, dict[str, Any]]:
     """``(task name, saved option values)`` of a run folder's ``config.json``."""
     path = pathlib.Path(workdir) / CONFIG
