@@ -5,7 +5,7 @@
 
 One process, the ECG task's 1-D CNN (batch 128, the task's defaults) on the shared MIT-BIH copy
 (``$MEDJAX_DATA_DIR/mitdb-pvc-12``, else ``../shared/data/mitdb-pvc-12``). The loop's own epoch function
-(`medjax.train.loop._train_epoch`, what `medjax train` runs) is timed over whole epochs, alternating writer off / on,
+(`medjax.train.loop.train_epoch`, what `medjax train` runs) is timed over whole epochs, alternating writer off / on,
 after two warm-up epochs; the figure is the median epoch time per step. The writer logs every step (``log_every=1``,
 the worst case) and every 50 steps (the default). Beside it, the writer's own cost: microseconds per logged step
 (four scalars), over 5,000 calls, as a share of the step; on a busy 2-core machine the epoch difference is noisier
@@ -81,14 +81,14 @@ def main() -> None:
             config = ecg.Config(data_dir=str(data), workdir=folder, progress=False, log_every=log_every,
                                 baseline=False)
             task = ecg.build_task(config)
-            run = loop._setup(task, config)
+            run = loop.setup(task, config)
             reporter = ProgressReporter(1, run.steps_per_epoch, 0, False)
             events = EventLog(pathlib.Path(folder) / f"tb{log_every}")
             state, step, times = run.state, 0, {"off": [], "on": []}
             for epoch in range(2 + 2 * REPEATS):
                 setting = ("off", "on")[epoch % 2]
                 start = time.perf_counter()
-                state, step, _ = loop._train_epoch(state, run.rng, task, config, run, epoch + 1, step, reporter,
+                state, step, _ = loop.train_epoch(state, run.rng, task, config, run, epoch + 1, step, reporter,
                                                    events if setting == "on" else None)
                 jax.block_until_ready(state)
                 if epoch >= 2:

@@ -51,7 +51,10 @@ class TrainingDiverged(UserError, FloatingPointError):
 
 
 @dataclasses.dataclass(frozen=True)
-class _Run:
+class RunSetup:
+    """What a run starts from, the same fresh, resumed or evaluated: the mesh, the initial (replicated) state and key,
+    the DP plan, the ensemble's size and strategy, and the shapes of the batch the model was initialised on."""
+
     mesh: Mesh
     state: TrainState
     rng: jax.Array
@@ -83,7 +86,7 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
     wall_start = time.perf_counter()
     _check_task(task)
     workdir = pathlib.Path(config.workdir)
-    run = _setup(task, config)  # every option and the data checked before anything is written
+    run = setup(task, config)  # every option and the data checked before anything is written
     ownership.claim(workdir, config, task_name)
     metrics_path = workdir / "metrics.jsonl"
     reporter = ProgressReporter(config.epochs, run.steps_per_epoch, config.log_every, config.progress)
@@ -105,7 +108,7 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
             for epoch in range(record["epoch"] + 1, config.epochs + 1):
                 epoch_start = time.perf_counter()
                 reporter.start_epoch(epoch)
-                state, step, train_metrics = _train_epoch(state, rng, task, config, run, epoch, record["step"],
+                state, step, train_metrics = train_epoch(state, rng, task, config, run, epoch, record["step"],
                                                           reporter, events)
                 if run.dp:
                     train_metrics["dp_epsilon"] = run.dp.epsilon_after(step)
@@ -200,9 +203,9 @@ def restore_best(task: Task, config: TrainConfig) -> tuple[TrainState, dict[str,
     return state, record
 
 
-def _restore_best(task: Task, config: TrainConfig) -> tuple[TrainState, dict[str, Any], _Run]:
+def _restore_best(task: Task, config: TrainConfig) -> tuple[TrainState, dict[str, Any], RunSetup]:
     _check_task(task)
-    run = _setup(task, config)
+    run = setup(task, config)
     directory = pathlib.Path(config.workdir) / "checkpoints"
     if not (directory / "best").is_dir():
         raise UserError(config.workdir, "expected the work folder of a `medjax train` run with a finished epoch, "
@@ -221,7 +224,7 @@ def _check_task(task: Task) -> None:
             raise UserError(None, f"the {name} split of task {task.name!r} is empty; expected at least one example")
 
 
-def _setup(task: Task, config: TrainConfig) -> _Run:
+def setup(task: Task, config: TrainConfig) -> RunSetup:
     """The mesh, the initial (replicated) state and dropout key: the same for a fresh, resumed or evaluated run."""
     mesh = sharding.make_mesh(config.num_devices)
     sharding.check_divisible(config.batch_size, mesh, "batch_size")
@@ -247,11 +250,12 @@ def _setup(task: Task, config: TrainConfig) -> _Run:
     if dp:
         privacy.check_model(state)
     how = ensemble.choose_strategy(state, first, rng, task.loss, task.rng_streams) if config.ensemble > 1 else ""
-    return _Run(mesh, sharding.replicate(state, mesh), sharding.replicate(rng, mesh), steps_per_epoch, dp,
+    return RunSetup(mesh, sharding.replicate(state, mesh), sharding.replicate(rng, mesh), steps_per_epoch, dp,
                 config.ensemble, how, batch_spec(first))
 
 
-def _train_epoch(state, rng, task, config, run, epoch, step, reporter, events=None):
+def train_epoch(state, rng, task, config, run, epoch, step, reporter, events=None):
+    """One pass over the training split (Poisson-sampled under DP), as `train` runs it: ``(state, step, metrics)``."""
     split, mesh = task.splits["train"], run.mesh
     data_seed = config.seed if config.data_seed is None else config.data_seed
     if run.dp:
