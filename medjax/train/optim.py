@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import jax
 import optax
 
-from medjax.train.config import TrainConfig
+if TYPE_CHECKING:  # the config names the optimizers offered here: no import back at run time
+    from medjax.train.config import TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
