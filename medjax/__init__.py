@@ -1,11 +1,13 @@
 """medjax: the tutorial's three model families for medicine as pure JAX/Flax functions."""
 
-from medjax import xla_defaults
+from medjax import allocator, xla_defaults
 
 __version__ = "0.2.0"
 
-# Before any computation starts JAX's backend, which reads XLA_FLAGS once.
+# Before any computation starts JAX's backend, which reads XLA_FLAGS once and starts the threads whose arenas glibc
+# makes.
 xla_defaults.apply()
+ALLOCATOR_DEFAULTS = allocator.apply()
 
 
 def load(workdir, which: str = "best"):
