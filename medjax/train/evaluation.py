@@ -44,10 +44,9 @@ def in_input_order(predictions: dict[str, np.ndarray], count: int) -> dict[str, 
     return {key: np.asarray(value)[order] for key, value in predictions.items()}
 
 
-def calibrate(workdir: pathlib.Path, val: Any, test: Any, coverage: float = 0.9) -> dict[str, float]:
+def calibrate(workdir: pathlib.Path, val: Any, test: Any) -> dict[str, float]:
     """Writes ``<workdir>/conformal.json`` (the validation split's nonconformity scores, what ``predict --coverage``
-    reads) for classification and regression runs, and returns the test split's empirical coverage and mean set size
-    (interval width) at ``coverage``; nothing for other tasks."""
+    reads) for classification and regression runs; returns `coverage` on test. Nothing for other tasks."""
     from medjax.train.workdir import write_atomically
 
     scored = conformal.nonconformity(val)
@@ -55,10 +54,22 @@ def calibrate(workdir: pathlib.Path, val: Any, test: Any, coverage: float = 0.9)
         return {}
     method, scores = scored
     write_atomically(workdir / "conformal.json", json.dumps({"method": method, "scores": np.sort(scores).tolist()}))
-    q = conformal.threshold(scores, coverage)
-    percent = round(100 * coverage)
-    return {f"conformal_coverage_{percent}": float(np.mean(conformal.covered(method, test, q))),
-            f"conformal_size_{percent}": conformal.size(method, test, q)}
+    return coverage(workdir, test)
+
+
+def coverage(workdir: pathlib.Path, test: Any, level: float = 0.9) -> dict[str, float]:
+    """The test split's empirical coverage and mean set size (interval width) at ``level``, from the run's
+    ``conformal.json``; nothing for a run without one."""
+    from medjax.train.workdir import read_json_object
+
+    path = pathlib.Path(workdir) / "conformal.json"
+    if not path.is_file():
+        return {}
+    saved = read_json_object(path, "the conformal calibration of a run")
+    q = conformal.threshold(np.asarray(saved["scores"]), level)
+    percent = round(100 * level)
+    return {f"conformal_coverage_{percent}": float(np.mean(conformal.covered(saved["method"], test, q))),
+            f"conformal_size_{percent}": conformal.size(saved["method"], test, q)}
 
 
 def score_split(task, predictions: Any, split_name: str) -> dict[str, Any]:

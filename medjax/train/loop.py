@@ -193,6 +193,9 @@ def evaluate(task: Task, config: TrainConfig, splits: tuple[str, ...] = ("test",
     for split in splits:
         predictions = predict_split(state, task, split, config.eval_batch_size, run.mesh, run.members, run.how)
         results.update(_prefixed(split, evaluation.score_split(task, predictions, split)))
+        if split == "test":
+            ensembled = predictions["ensemble"] if run.members > 1 else predictions
+            results.update(_prefixed(split, evaluation.coverage(pathlib.Path(config.workdir), ensembled)))
     print(format_metrics(results), flush=True)
     return results
 

@@ -20,7 +20,9 @@ def without_time(lines):
 
 
 def latest_arrays(workdir, epoch):
-    return ocp.PyTreeCheckpointer().restore((workdir / "checkpoints" / "latest" / str(epoch) / "arrays").absolute())
+    """Both array items of a latest checkpoint: ``model`` (params, collections) and ``train`` (optimizer, step, key)."""
+    folder = (workdir / "checkpoints" / "latest" / str(epoch)).absolute()
+    return {item: ocp.PyTreeCheckpointer().restore(folder / item) for item in ("model", "train")}
 
 
 @pytest.fixture(scope="module")

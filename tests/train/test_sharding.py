@@ -22,7 +22,8 @@ def test_eight_devices_match_one(tiny_task, tiny_config, tmp_path):
         config = tiny_config(workdir, epochs=2, batch_size=16, num_devices=devices, optimizer="sgd", lr=0.1)
         results = loop.train(task, config, "blobs")
         lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-        arrays = ocp.PyTreeCheckpointer().restore((workdir / "checkpoints" / "latest" / "2" / "arrays").absolute())
+        folder = (workdir / "checkpoints" / "latest" / "2").absolute()
+        arrays = {item: ocp.PyTreeCheckpointer().restore(folder / item) for item in ("model", "train")}
         runs[devices] = results, lines, arrays
     (results1, lines1, arrays1), (results8, lines8, arrays8) = runs[1], runs[8]
     for one, eight in zip(lines1, lines8):
