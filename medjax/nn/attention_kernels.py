@@ -2,8 +2,12 @@
 
 `dot_product_attention` is the checked entry point: it validates q, k, v, mask and bias once, then runs
 
-- ``"jnp"``: `medjax.nn.attention.scaled_dot_product_attention`, the tutorial's formula. On CPU it is the default,
-  measured faster here than `jax.nn.dot_product_attention`'s XLA path (PERF-NOTES).
+- ``"jnp"``: `medjax.nn.attention.scaled_dot_product_attention`, the tutorial's formula. On CPU it is the default up
+  to `BLOCKWISE_FROM` keys, measured faster here than `jax.nn.dot_product_attention`'s XLA path (PERF-NOTES).
+- ``"blockwise"``: `medjax.nn.blockwise_attention.blockwise_attention`, the same numbers one block of `BLOCK` keys at
+  a time in O(T) memory; the CPU default beyond `BLOCKWISE_FROM` keys, where the formula's ``[..., T, T]`` scores
+  cost more than the loop (`python -m benchmarks.attention_kernels`: 1.6× faster at T = 512, 2.3× at 1,024 on a
+  2-core AMD EPYC, forward + backward; no gain at 256).
 - ``"cudnn"``: cuDNN's fused flash attention (``jax.nn.dot_product_attention(implementation="cudnn")``), the default
   on an NVIDIA GPU for the inputs it can take (`choose_implementation`).
 - ``"xla"``: ``jax.nn.dot_product_attention(implementation="xla")``, the default on other accelerators.
@@ -19,9 +23,12 @@ import jax
 import jax.numpy as jnp
 
 from medjax.nn.attention import scaled_dot_product_attention
+from medjax.nn.blockwise_attention import blockwise_attention
 from medjax.nn.checks import check_attention
 
-IMPLEMENTATIONS = ("jnp", "xla", "cudnn")
+IMPLEMENTATIONS = ("jnp", "blockwise", "xla", "cudnn")
+# On CPU, attention over more keys than this runs blockwise, in blocks of BLOCK keys (benchmarks/RESULTS.md).
+BLOCKWISE_FROM, BLOCK = 256, 256
 
 
 def default_platform() -> tuple[str, str]:
@@ -63,14 +70,15 @@ def choose_implementation(q, k, v, mask=None, bias=None, *, platform: str | None
       capability: the GPU's CUDA compute capability, e.g. ``"9.0"``; "" for none.
 
     Returns:
-      ``"jnp"`` on CPU (or when `jax.nn.dot_product_attention` cannot take the inputs: d_v != d_k or mixed dtypes),
+      ``"jnp"`` on CPU up to `BLOCKWISE_FROM` keys and ``"blockwise"`` beyond (without a bias); ``"jnp"`` also when
+      `jax.nn.dot_product_attention` cannot take the inputs (d_v != d_k or mixed dtypes);
       ``"cudnn"`` on a CUDA GPU for eligible inputs (f16/bf16, head dim a multiple of 8 up to 128, even lengths with
       a mask), ``"xla"`` otherwise.
     """
     if platform is None:
         platform, capability = default_platform()
     if platform == "cpu":
-        return "jnp"
+        return "blockwise" if bias is None and k.shape[-2] > BLOCKWISE_FROM else "jnp"
     if _cudnn_ineligible(q, k, v, mask is not None or bias is not None, platform, capability) is None:
         return "cudnn"
     if v.shape[-1] != q.shape[-1] or not q.dtype == k.dtype == v.dtype:
@@ -134,7 +142,8 @@ def dot_product_attention(q, k, v, mask=None, bias=None, implementation: str | N
       v: f[..., T_k, d_v] values, with the leading axes and T_k of ``k``.
       mask: optional bool broadcastable to ``[..., T_q, T_k]``, True where attending is allowed.
       bias: optional float broadcastable to ``[..., T_q, T_k]``, added to the scaled scores.
-      implementation: None chooses (`choose_implementation`); ``"jnp"`` forces the formula, ``"xla"`` and
+      implementation: None chooses (`choose_implementation`); ``"jnp"`` forces the formula, ``"blockwise"`` the
+        same in blocks of keys, ``"xla"`` and
         ``"cudnn"`` force `jax.nn.dot_product_attention` with that implementation.
 
     Returns:
@@ -159,6 +168,10 @@ def dot_product_attention(q, k, v, mask=None, bias=None, implementation: str | N
         raise ValueError(f"implementation must be None or one of {IMPLEMENTATIONS}, got {implementation!r}")
     if implementation == "jnp":
         return scaled_dot_product_attention(q, k, v, mask, bias)
+    if implementation == "blockwise":
+        if bias is not None:
+            raise ValueError("implementation='blockwise' takes a mask, not a bias; use implementation='jnp'")
+        return blockwise_attention(q, k, v, mask, BLOCK)
     if implementation == "cudnn":
         reason = _cudnn_ineligible(q, k, v, mask is not None or bias is not None, *default_platform())
         if reason is not None:
