@@ -212,7 +212,7 @@ def _report(argv: list[str]) -> int:
     from medjax.tasks import task_of_workdir
     from medjax.train.html_report import write_report
     from medjax.train.progress import format_metrics
-    from medjax.train.workdir import read_json
+    from medjax.train.workdir import read_json, read_json_object
 
     parser = _Parser(prog="medjax report")
     parser.add_argument("--workdir", required=True, help="the work folder of a `medjax train` run")
@@ -232,7 +232,7 @@ def _report(argv: list[str]) -> int:
         print(write_report(workdir, published, draw=lambda folder: _plot_all(str(folder))))
         return 0
     if (workdir / "results.json").is_file():
-        print(format_metrics(read_json(workdir / "results.json", "the results.json of a finished run")))
+        print(format_metrics(read_json_object(workdir / "results.json", "the results.json of a finished run")))
     else:
         print(f"{workdir}: unfinished (no results.json yet)")
     from medjax.train.cost import cost_report

@@ -80,6 +80,7 @@ class Run:
     def predict(self, inputs: Any, **options: Any) -> dict[str, Any]:
         """Predictions for ``inputs`` in the task's natural form (see the module docstring); ``options`` are the
         task's (``coverage=0.9`` for prediction sets where the run was calibrated, ``top_k`` for treatment)."""
+        options = _taken_options(self.module.decode, options, self.task)
         split = self.module.encode(self.config, self.meta, inputs)
         predictions = self.predict_split(split)
         return self.module.decode(self.config, self.meta, predictions, inputs, **options)
@@ -111,6 +112,22 @@ class Run:
 
             self._step = jax.jit(jax.vmap(one, in_axes=(0, None)) if self.members > 1 else one)
         return self._step(self.variables, batch)
+
+
+def _taken_options(decode: Callable, options: dict[str, Any], task: str) -> dict[str, Any]:
+    """``options`` that the task's ``decode`` takes (None: not given); refuses any other before the model runs
+    (``--top-k`` for images)."""
+    import inspect
+
+    from medjax.errors import ConfigError
+
+    taken = list(inspect.signature(decode).parameters)[4:]  # after config, meta, predictions, inputs
+    for name, value in options.items():
+        if name not in taken and value is not None:
+            flags = ", ".join("--" + other.replace("_", "-") for other in taken) or "none"
+            raise ConfigError("--" + name.replace("_", "-"), f"expected an option that a {task} run takes ({flags}), "
+                                                             f"got {value}")
+    return {name: value for name, value in options.items() if name in taken and value is not None}
 
 
 def load(workdir: str | os.PathLike, which: str = "best") -> Run:

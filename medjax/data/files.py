@@ -8,6 +8,7 @@ the target (or at a predictable temporary name) is replaced, never followed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pathlib
 import sys
@@ -82,6 +83,11 @@ def replace_atomically(path: str | os.PathLike, contents: str | bytes, mode: int
     """
     path = pathlib.Path(path)
     data = contents.encode("utf-8") if isinstance(contents, str) else bytes(contents)
+    # Named as the caller gave them (a user's --output), not by the temporary file's name.
+    if path.is_dir() and not path.is_symlink():  # a symlink there is replaced, as below
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    if not path.parent.is_dir():
+        raise MissingPath(path.parent, f"expected a folder to write {path.name} into, found nothing")
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as out:

@@ -272,6 +272,11 @@ def _open_sqlalchemy(url: str) -> Database:
     except ImportError as err:
         raise ConfigError("--database", f"expected the Python driver of {shown!r} installed, got no module "
                                         f"{err.name or hidden(err)!r} (pip install it)") from None
+    database = engine.url.database
+    if engine.url.get_backend_name() == "sqlite" and database and database != ":memory:" and \
+            not database.startswith("file:") and not pathlib.Path(database).is_file():
+        # SQLite would make an empty database there: a mistake must leave no file behind.
+        raise DataError(shown, f"expected a reachable database, got no such SQLite file {database}")
     try:
         with engine.connect():
             pass

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from medjax.data.vocab import Vocabulary, tokenize
-from medjax.errors import ConfigError, UserError
+from medjax.errors import ConfigError, DataError, UserError
 from medjax.explain import attributions
 from medjax.explain.internals import attention_maps
 
@@ -51,9 +51,9 @@ def attention_scores(classifier: nn.Module, variables, ids: jax.Array, mask: jax
     try:
         layers = attention_maps(classifier, variables, ids, mask)
     except UserError:
-        raise ValueError(
-            f"{type(classifier).__name__} sows no attention weights: rank with method='gradient', or train a "
-            "transformer or attention model"
+        raise ConfigError(
+            "--method attention", f"{type(classifier).__name__} sows no attention weights: rank with "
+            "method='gradient', or train a transformer or attention model"
         ) from None
     weights = jnp.stack(layers)  # [layer, batch, head, query, key]
     query_weight = mask.astype(weights.dtype)
@@ -117,10 +117,10 @@ def keywords(classifier: nn.Module, variables, vocab: Vocabulary, text: str, met
       All of the document's words with their scores, best first (see `rank_tokens`).
     """
     if method not in SCORERS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise ConfigError("--method", f"method must be one of {METHODS}, got {method!r}")
     tokens = tokenize(text)[:max_length]
     if not any(any(ch.isalnum() for ch in t) for t in tokens):
-        raise ValueError(f"the text has no word to rank: {text[:80]!r}")
+        raise DataError("TEXT", f"expected a text with words, got one with no word to rank: {text[:80]!r}")
     ids = jnp.asarray(vocab.encode(tokens))[None]
     mask = jnp.ones(ids.shape, bool)
     scores = SCORERS[method](classifier, variables, ids, mask)[0]

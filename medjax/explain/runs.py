@@ -60,25 +60,29 @@ def explain_workdir(workdir: str | pathlib.Path, indices: np.ndarray, method: st
         raise ConfigError("--method", f"expected one of {', '.join(METHODS)}, got {method!r}")
     from medjax.tasks import load_workdir
     from medjax.train import loop
+    from medjax.train.workdir import read_run_config
 
     workdir = pathlib.Path(workdir)
-    task, config = load_workdir(workdir)
-    batch = _examples(task, split, np.asarray(indices, np.int64))
-    if task.name != "textclf" and method in _TEXT_ONLY:
-        raise UserError(workdir, f"--method {method} needs a text run with attention; this is a {task.name} run")
-    if task.name == "textclf" and method in _NOT_TEXT:
+    name, _ = read_run_config(workdir)  # what the run is decides what applies, before its data is read
+    if name not in ("medmnist", "ecg", "textclf"):
+        raise UserError(workdir, f"expected a medmnist, ecg or textclf run, got a {name!r} run")
+    if name != "textclf" and method in _TEXT_ONLY:
+        raise UserError(workdir, f"--method {method} needs a text run with attention; this is a {name} run")
+    if name == "textclf" and method in _NOT_TEXT:
         raise UserError(workdir, f"--method {method} does not apply to a text run; use saliency, gradient_x_input, "
                                  f"integrated_gradients, attention or rollout")
+    task, config = load_workdir(workdir)
+    if name == "textclf" and method in _TEXT_ONLY and config.model == "lstm":
+        raise UserError(workdir, f"--method {method} needs a text run with attention; this is an lstm run: use "
+                                 f"saliency, gradient_x_input or integrated_gradients")
+    batch = _examples(task, split, np.asarray(indices, np.int64))
     state, _ = loop.restore_best(task, config)
-    out = workdir / "explain"
-    out.mkdir(exist_ok=True)
+    out = workdir / "explain"  # made by the writers below, once every map is computed
     if task.name == "textclf":
         return _explain_text(task, config, state, batch, indices, method, split, out)
     if task.name == "medmnist":
         return _explain_images(task, config, state, batch, indices, method, split, out)
-    if task.name == "ecg":
-        return _explain_beats(task, state, batch, indices, method, split, out)
-    raise UserError(workdir, f"expected a medmnist, ecg or textclf run, got a {task.name!r} run")
+    return _explain_beats(task, state, batch, indices, method, split, out)
 
 
 def _predicted(logits: jax.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +112,7 @@ def _explain_images(task, config, state, batch, indices, method, split, out) -> 
     if maps.ndim == 4:
         maps = np.abs(maps).sum(axis=-1)
     labels = np.asarray(batch["label"]).reshape(len(indices), -1)[:, 0]
+    out.mkdir(exist_ok=True)
     written = []
     for row, index in enumerate(indices):
         figure = Figure(figsize=(6, 3.2), layout="constrained")
@@ -145,6 +150,7 @@ def _explain_beats(task, state, batch, indices, method, split, out) -> list[path
         return grad_cam(model, variables, inputs, target, layer, size=window.shape[1:], train=False)
 
     maps = np.abs(np.asarray(attribute(method, forward, window, target, window=(12,), cam=cam)))
+    out.mkdir(exist_ok=True)
     written = []
     for row, index in enumerate(indices):
         figure = Figure(figsize=(7, 2.8), layout="constrained")
@@ -186,6 +192,7 @@ def _explain_text(task, config, state, batch, indices, method, split, out) -> li
         scores = np.abs(np.asarray(attribute(method, forward, embeddings, jnp.asarray(pred))).sum(-1))
     scores = np.where(np.asarray(mask), scores, 0.0)
     vocab = textclf.load_corpus(config).vocab
+    out.mkdir(exist_ok=True)
     written = []
     for row, index in enumerate(indices):
         length = int(np.asarray(mask[row]).sum())

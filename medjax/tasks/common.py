@@ -57,11 +57,11 @@ def conformal_columns(workdir: str | pathlib.Path, coverage: float | None, value
     if not path.is_file():
         raise DataError(workdir, "expected a run calibrated for prediction sets (conformal.json, written when a "
                                  "classification or regression run ends), found none")
-    from medjax.train.workdir import read_json
+    from medjax.train.workdir import read_conformal
 
-    saved = read_json(path, "the conformal calibration of a run")
-    q = conformal.threshold(np.asarray(saved["scores"]), coverage)
-    if saved["method"] == "lac":
+    method, scores = read_conformal(path)
+    q = conformal.threshold(scores, coverage)
+    if method == "lac":
         sets = conformal.prediction_sets(values, q)
         return {"set": [[class_names[j] for j in np.flatnonzero(row)] for row in sets]}
     return {"lower": np.asarray(values) - q, "upper": np.asarray(values) + q}

@@ -129,6 +129,11 @@ def load_beats(config: Config, scheme: str | None = None) -> BeatSet:
         scheme = "aami" if all(r.symbols is not None for r in records) else "pvc"
     parts = ecg.split_records([r.name for r in records], config.val_records, config.split_seed)
     per_record = {r.name: record_arrays(r, i, config, scheme) for i, r in enumerate(records)}
+    for split, names in parts.items():
+        if not any(len(per_record[n]["sample"]) for n in names):
+            raise ConfigError("--before/--after", f"expected beat windows that fit inside the records, got none in "
+                                                  f"the {split} records ({', '.join(names)}) with {config.before:g} s "
+                                                  f"before and {config.after:g} s after the R peak")
     arrays, offset = {}, 0
     for split, names in parts.items():
         arrays[split] = {key: np.concatenate([per_record[n][key] for n in names]) for key in per_record[names[0]]}

@@ -214,8 +214,9 @@ def load_dataset(config: Config, meta: dict | None = None) -> Dataset:
         parts = {name: rows[:config.limit] for name, rows in parts.items()}
     task_type = mol_data.infer_task_type(data.targets) if config.task_type == "auto" else config.task_type
     if task_type == "classification" and not np.isin(data.targets, (0.0, 1.0)).all():
+        shown = ", ".join(f"{value:g}" for value in sorted(set(data.targets.tolist()))[:3])
         raise ConfigError("--task-type", f"expected 0/1 targets in column {config.target_column!r} for "
-                                         f"classification, got values such as {sorted(set(data.targets))[:3]}")
+                                         f"classification, got values such as {shown}")
     if meta:
         return Dataset(data, parts, meta["task_type"], vocabulary(meta), meta["target_mean"], meta["target_std"])
     train_targets = data.targets[parts["train"]]

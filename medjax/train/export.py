@@ -61,8 +61,15 @@ def export_workdir(workdir: str | pathlib.Path, int8: bool = False, formats: tup
     """Exports a run's best model into ``<workdir>/export/`` in ``formats``; with ``int8`` also quantises it and
     scores and times both (which needs the run's data). Returns (and writes) the figures."""
     from medjax.run import load
+    from medjax.tasks import load_workdir
 
     run = load(workdir)
+    # What can fail on the user's side (the data --int8 scores on, a model ONNX cannot hold) before anything is written.
+    task = load_workdir(run.workdir)[0] if int8 else None
+    if "onnx" in formats:
+        from medjax.train.serving import onnx_model
+
+        onnx_bytes = onnx_model(run)
     folder = pathlib.Path(workdir) / "export"
     folder.mkdir(exist_ok=True)
     variables = jax.device_get(run.variables)
@@ -74,23 +81,19 @@ def export_workdir(workdir: str | pathlib.Path, int8: bool = False, formats: tup
         export_stablehlo(run, folder)
         figures["stablehlo_bytes"] = (folder / "model.stablehlo").stat().st_size
     if "onnx" in formats:
-        from medjax.train.serving import export_onnx
-
-        export_onnx(run, folder)
+        write_atomically(folder / "model.onnx", onnx_bytes)
         figures["onnx_bytes"] = (folder / "model.onnx").stat().st_size
     if int8:
-        figures |= _int8(run, folder, variables, figures["f32_bytes"])
+        figures |= _int8(run, task, folder, variables, figures["f32_bytes"])
     write_atomically(folder / "export.json", json.dumps(figures, indent=2) + "\n")
     return figures
 
 
-def _int8(run, folder: pathlib.Path, variables: Any, f32_bytes: int) -> dict[str, Any]:
-    """Quantises the kernels, writes ``model-int8.npz``, scores the test split with both and times both."""
-    from medjax.tasks import load_workdir
+def _int8(run, task, folder: pathlib.Path, variables: Any, f32_bytes: int) -> dict[str, Any]:
+    """Quantises the kernels, writes ``model-int8.npz``, scores ``task``'s test split with both and times both."""
     from medjax.train import evaluation
     from medjax.train.cost import example_batch, timed
 
-    task, _ = load_workdir(run.workdir)
     collections = {k: v for k, v in variables.items() if k != "params"}
     quantized = {"params": quantize.quantize_tree(variables["params"]), **collections}
     figures: dict[str, Any] = {"int8_bytes": save_export(folder / "model-int8.npz", quantized),

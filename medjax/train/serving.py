@@ -91,11 +91,11 @@ def export_stablehlo(run, folder: str | pathlib.Path) -> dict[str, Any]:
     return signature
 
 
-def export_onnx(run, folder: str | pathlib.Path) -> list[str]:
-    """Writes ``model.onnx`` (through jax2onnx, batch dimension symbolic, the same inputs and output names as
-    ``signature.json``); returns the output names.
+def onnx_model(run) -> bytes:
+    """The bytes of ``model.onnx`` (through jax2onnx, batch dimension symbolic, the same inputs and output names as
+    ``signature.json``), written nowhere.
 
-    The graph is run under onnxruntime beside the JAX function before it is written.
+    The graph is run under onnxruntime beside the JAX function before it is returned.
 
     Raises:
       medjax.errors.ConfigError: a model jax2onnx cannot convert (the LSTMs run a reverse scan, which jax2onnx 0.17
@@ -103,6 +103,7 @@ def export_onnx(run, folder: str | pathlib.Path) -> list[str]:
         0.17.1: a shape error in an Add); StableHLO exports every model.
     """
     import logging
+    import warnings
 
     from medjax.errors import ConfigError
 
@@ -111,7 +112,6 @@ def export_onnx(run, folder: str | pathlib.Path) -> list[str]:
     except ImportError:
         raise ConfigError("--format", "expected jax2onnx for ONNX export (pip install 'medjax[onnx]'), got no "
                                       "jax2onnx module") from None
-    folder = pathlib.Path(folder)
     specs = input_specs(run)
     serve, names = serving_function(run)
     shapes = [jax.ShapeDtypeStruct(tuple("B" if d == "b" else d for d in shape), dtype)
@@ -121,7 +121,10 @@ def export_onnx(run, folder: str | pathlib.Path) -> list[str]:
     output_names = [str(path[-1].key) for path, _ in outputs]
     logging.getLogger("onnx_ir").setLevel(logging.ERROR)  # jax2onnx's serialiser warns about untyped constants
     try:
-        proto = to_onnx(serve, shapes, input_names=names, output_names=output_names, model_name=f"medjax_{run.task}")
+        with warnings.catch_warnings():  # jax2onnx's tracing asks JAX for float64 (x64 is off): not the user's to read
+            warnings.simplefilter("ignore", UserWarning)
+            proto = to_onnx(serve, shapes, input_names=names, output_names=output_names,
+                            model_name=f"medjax_{run.task}")
     except NotImplementedError as err:
         raise ConfigError("--format onnx", f"expected a model jax2onnx can convert, got a {run.task} "
                                            f"{getattr(run.config, 'model', '')} model ({err}); use --format "
@@ -131,8 +134,7 @@ def export_onnx(run, folder: str | pathlib.Path) -> list[str]:
         raise ConfigError("--format onnx", f"expected jax2onnx's graph of the {run.task} "
                                            f"{getattr(run.config, 'model', '')} model to run as the model does, got "
                                            f"{problem}; use --format stablehlo")
-    write_atomically(folder / "model.onnx", proto.SerializeToString())
-    return output_names
+    return proto.SerializeToString()
 
 
 def _check_onnx(model: bytes, serve, names: list[str], inputs: list[np.ndarray]) -> str | None:

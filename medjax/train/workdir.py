@@ -68,6 +68,17 @@ def read_json_object(path: str | os.PathLike, what: str = "a run's JSON file") -
     return value
 
 
+def read_conformal(path: str | os.PathLike) -> tuple[str, np.ndarray]:
+    """``(method, validation scores)`` of a run's ``conformal.json``; a damaged one is named in one line."""
+    saved = read_json_object(path, "the conformal calibration of a run")
+    scores = saved.get("scores")
+    if saved.get("method") not in ("lac", "residual") or not isinstance(scores, list) or not all(
+            isinstance(s, (int, float)) and not isinstance(s, bool) for s in scores):
+        raise DataError(path, "expected the conformal calibration of a run ({\"method\": \"lac\" or \"residual\", "
+                              "\"scores\": [numbers]}), got other JSON")
+    return saved["method"], np.asarray(scores, np.float64)
+
+
 def read_run_config(workdir: str | os.PathLike) -> tuple[str, dict[str, Any]]:
     """``(task name, saved option values)`` of a run folder's ``config.json``."""
     path = pathlib.Path(workdir) / CONFIG
@@ -76,7 +87,24 @@ def read_run_config(workdir: str | os.PathLike) -> tuple[str, dict[str, Any]]:
     saved = read_json(path, "the config.json of a run")
     if not (isinstance(saved, dict) and isinstance(saved.get("task"), str) and isinstance(saved.get("config"), dict)):
         raise DataError(path, "expected the config.json of a run ({\"task\": ..., \"config\": {...}}), got other JSON")
+    from medjax.tasks import TASKS
+
+    if saved["task"] not in TASKS:
+        raise DataError(path, f"expected the config.json of a run of a task among {', '.join(sorted(TASKS))}, got "
+                              f"task {saved['task']!r:.60}")
     return saved["task"], dict(saved["config"])
+
+
+class Meta(dict):
+    """A run's ``meta.json``: a key it lacks is a damaged file, named in one line (not a KeyError deep in a task)."""
+
+    def __init__(self, values: dict[str, Any], path: pathlib.Path):
+        super().__init__(values)
+        self.path = path
+
+    def __missing__(self, key: str):
+        raise DataError(self.path, f"expected the meta.json of a run with {key!r}, got none (a damaged or foreign "
+                                   f"file)")
 
 
 def read_meta(workdir: str | os.PathLike) -> dict[str, Any] | None:
@@ -87,7 +115,7 @@ def read_meta(workdir: str | os.PathLike) -> dict[str, Any] | None:
     meta = read_json(path, "the meta.json of a run")
     if not isinstance(meta, dict):
         raise DataError(path, f"expected a JSON object, got {type(meta).__name__}")
-    return meta
+    return Meta(meta, path)
 
 
 def write_meta(workdir: str | os.PathLike, meta: dict[str, Any]) -> None:
