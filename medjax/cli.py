@@ -198,10 +198,11 @@ def _plot_all(workdir: str) -> list:
     from medjax.tasks import task_of_workdir
     from medjax.train import plots
 
-    written = plots.plot_workdir(workdir)
     name = task_of_workdir(workdir)
     module = task_module(name) if name in TASKS else None
-    return written + (module.plot_workdir(workdir) if hasattr(module, "plot_workdir") else [])
+    # The task's figure first: it reads files outside the run (an ECG record) and may fail before anything is drawn.
+    own = module.plot_workdir(workdir) if hasattr(module, "plot_workdir") else []
+    return plots.plot_workdir(workdir) + own
 
 
 def _report(argv: list[str]) -> int:

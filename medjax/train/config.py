@@ -54,6 +54,9 @@ def choices_of(field: dataclasses.Field) -> tuple[str, ...] | None:
     return tuple(choices() if callable(choices) else choices) if choices is not None else None
 
 
+_PLURAL = {int: "integers", float: "numbers", bool: "true/false values", str: "strings"}
+
+
 def _describe(kind: type) -> str:
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(kind, kind.__name__)
 
@@ -92,7 +95,7 @@ def _check(config: Any) -> None:
             if isinstance(value, (list, tuple)):
                 value = tuple(_coerce(v, kind, field.name) for v in value)
             else:
-                raise ConfigError(flag(field.name), f"expected a list of {_describe(kind)}s, got {value!r}")
+                raise ConfigError(flag(field.name), f"expected a list of {_PLURAL.get(kind, kind.__name__)}, got {value!r}")
             items = value
         else:
             value = _coerce(value, kind, field.name)

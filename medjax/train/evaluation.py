@@ -60,16 +60,16 @@ def calibrate(workdir: pathlib.Path, val: Any, test: Any) -> dict[str, float]:
 def coverage(workdir: pathlib.Path, test: Any, level: float = 0.9) -> dict[str, float]:
     """The test split's empirical coverage and mean set size (interval width) at ``level``, from the run's
     ``conformal.json``; nothing for a run without one."""
-    from medjax.train.workdir import read_json_object
+    from medjax.train.workdir import read_conformal
 
     path = pathlib.Path(workdir) / "conformal.json"
     if not path.is_file():
         return {}
-    saved = read_json_object(path, "the conformal calibration of a run")
-    q = conformal.threshold(np.asarray(saved["scores"]), level)
+    method, scores = read_conformal(path)
+    q = conformal.threshold(scores, level)
     percent = round(100 * level)
-    return {f"conformal_coverage_{percent}": float(np.mean(conformal.covered(saved["method"], test, q))),
-            f"conformal_size_{percent}": conformal.size(saved["method"], test, q)}
+    return {f"conformal_coverage_{percent}": float(np.mean(conformal.covered(method, test, q))),
+            f"conformal_size_{percent}": conformal.size(method, test, q)}
 
 
 def score_split(task, predictions: Any, split_name: str) -> dict[str, Any]:

@@ -58,17 +58,19 @@ def plot_workdir(workdir: str | pathlib.Path) -> list[pathlib.Path]:
         raise UserError(workdir, "expected the work folder of a `medjax train` run, found no metrics.jsonl nor "
                                  "predictions_test.npz")
     class_names = _class_names(workdir)
+    # Every file read and checked before the first figure is written: a damaged one leaves nothing behind.
+    predictions = _load_predictions(predictions_path) if predictions_path.exists() else None
+    labels = predictions.get("labels") if predictions else None
+    pred = _predicted_classes(predictions) if predictions else None
+    if labels is not None and pred is not None:
+        _check_classes(predictions_path, labels, pred, class_names)
     written = []
     if metrics_path.exists():
         written.append(plot_learning_curves(metrics_path, workdir / "learning_curves.png", _best_epoch(workdir)))
-    if predictions_path.exists():
-        predictions = _load_predictions(predictions_path)
-        labels = predictions.get("labels")
+    if predictions is not None:
         if labels is not None and "scores" in predictions:
             written.append(plot_roc(labels, predictions["scores"], workdir / "roc.png", class_names))
-        pred = _predicted_classes(predictions)
         if labels is not None and pred is not None:
-            _check_classes(predictions_path, labels, pred, class_names)
             written.append(plot_confusion_matrix(labels, pred, workdir / "confusion_matrix.png", class_names))
         if labels is not None and "scores" in predictions and np.ndim(predictions["scores"]) == 2 \
                 and np.asarray(labels).reshape(len(labels), -1).shape[1] == 1:
