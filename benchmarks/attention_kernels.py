@@ -5,9 +5,11 @@
 
 Each length runs in a fresh process: ``jax.grad`` of ``sum(attention(q, k, v, mask)²)`` with respect to q, k and v,
 ``[batch 32, heads 4, T, d 64]`` float32 with a padding mask (the shapes of the transformer workload at T = 256),
-jitted; after a warm-up the variants are timed in turn (ABAB…), and each gets the median of its rounds. What it
-decides: `medjax.nn.attention_kernels.choose_implementation` uses the blockwise kernel on CPU from
-``BLOCKWISE_FROM`` keys on.
+jitted; after a warm-up the variants are timed in turn (ABAB…), and each gets the median of its rounds. Then the
+benchmark workloads that attend (the tutorial attention and the 4 × 256 transformer at T = 256: `benchmarks/workloads`)
+time medjax's whole train step with `dot_product_attention` choosing the formula, then the blockwise kernel, each in
+its own process, alternating, 3 processes each. What it decides: `medjax.nn.attention_kernels.choose_implementation`
+uses the blockwise kernel on CPU from ``BLOCKWISE_FROM`` keys on.
 """
 
 from __future__ import annotations
@@ -19,8 +21,37 @@ import platform
 import subprocess
 import sys
 
+import numpy as np
+
 RESULTS = pathlib.Path(__file__).parent / "results" / "attention_kernels.json"
 LENGTHS = (128, 256, 512, 1024)
+WORKLOADS = {"attention": 60, "transformer": 6}  # workload -> timed steps a process
+
+STEP = r'''
+import json, statistics, sys, time
+import jax, optax
+import medjax
+from medjax.nn import attention_kernels
+from benchmarks import medjax_step, workloads
+name, kernel, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+attention_kernels.BLOCKWISE_FROM = 0 if kernel == "blockwise" else 10**9
+module = workloads.medjax_module(name)
+sizes = dict(module.SIZES)
+batch = jax.device_put(module.make_batch(sizes, 0))
+model = module.make_model(sizes)
+state = medjax_step.initial_state(module.init(model, jax.random.key(0), batch), optax.adam(1e-3))
+step, _, _ = medjax_step.compile_step(name, sizes, state, batch)
+for _ in range(3):
+    state, loss = step(state, batch)
+    jax.block_until_ready(state)
+times = []
+for _ in range(steps):
+    start = time.perf_counter()
+    state, loss = step(state, batch)
+    jax.block_until_ready(state)
+    times.append(time.perf_counter() - start)
+print(json.dumps(1e3 * statistics.median(times)))
+'''
 
 CHILD = r'''
 import json, statistics, sys, time
@@ -65,8 +96,17 @@ def measure(rounds: int) -> dict:
                              capture_output=True, text=True, check=True).stdout
         rows.append({"T": t, "median_ms": json.loads(out.strip().splitlines()[-1])})
         print(rows[-1], flush=True)
+    steps = {}
+    for name, count in WORKLOADS.items():
+        steps[name] = {"formula": [], "blockwise": []}
+        for _ in range(3):
+            for kernel in ("formula", "blockwise"):
+                out = subprocess.run([sys.executable, "-c", STEP, name, kernel, str(count)], capture_output=True,
+                                     text=True, check=True, cwd=pathlib.Path(__file__).parent.parent).stdout
+                steps[name][kernel].append(json.loads(out.strip().splitlines()[-1]))
+        print(name, steps[name], flush=True)
     return {"cpu": cpu_model(), "cores": len(__import__("os").sched_getaffinity(0)), "jax": jax.__version__,
-            "shape": "[32, 4, T, 64] f32, padding mask, grad wrt q, k, v", "rows": rows}
+            "shape": "[32, 4, T, 64] f32, padding mask, grad wrt q, k, v", "rows": rows, "train_steps": steps}
 
 
 def table(record: dict) -> str:
@@ -79,6 +119,11 @@ def table(record: dict) -> str:
         best = min(x for x in blockwise if x is not None)
         cells = [f"{x:,.1f}" if x is not None else "—" for x in [ms["formula"], *blockwise]]
         lines.append(f"| {row['T']} | " + " | ".join(cells) + f" | {best / ms['formula']:.2f} |")
+    lines += ["", "medjax's train step (median over 3 processes of each process's median, ms):", "",
+              "| workload | formula | blockwise | blockwise / formula |", "|---|---|---|---|"]
+    for name, kernels in record.get("train_steps", {}).items():
+        formula, blockwise = (float(np.median(kernels[k])) for k in ("formula", "blockwise"))
+        lines.append(f"| {name} | {formula:,.1f} | {blockwise:,.1f} | {blockwise / formula:.2f} |")
     return "\n".join(lines)
 
 

@@ -6,8 +6,9 @@
   to `BLOCKWISE_FROM` keys, measured faster here than `jax.nn.dot_product_attention`'s XLA path (PERF-NOTES).
 - ``"blockwise"``: `medjax.nn.blockwise_attention.blockwise_attention`, the same numbers one block of `BLOCK` keys at
   a time in O(T) memory; the CPU default beyond `BLOCKWISE_FROM` keys, where the formula's ``[..., T, T]`` scores
-  cost more than the loop (`python -m benchmarks.attention_kernels`: 1.6× faster at T = 512, 2.3× at 1,024 on a
-  2-core AMD EPYC, forward + backward; no gain at 256).
+  cost more than the loop (`python -m benchmarks.attention_kernels`, forward + backward on a 2-core AMD EPYC: 0.94×
+  the formula's time at T = 512, 0.65× at 1,024; at T = 256 the transformer's train step gained nothing, 1.04×, and
+  the tutorial's short sequences ran 2.9× slower, so shorter inputs keep the formula).
 - ``"cudnn"``: cuDNN's fused flash attention (``jax.nn.dot_product_attention(implementation="cudnn")``), the default
   on an NVIDIA GPU for the inputs it can take (`choose_implementation`).
 - ``"xla"``: ``jax.nn.dot_product_attention(implementation="xla")``, the default on other accelerators.
