@@ -128,6 +128,9 @@ def load_beats(config: Config, scheme: str | None = None) -> BeatSet:
     if scheme == "auto":
         scheme = "aami" if all(r.symbols is not None for r in records) else "pvc"
     parts = ecg.split_records([r.name for r in records], config.val_records, config.split_seed)
+    # The windows of every record are kept together: their total must fit, not only each record's.
+    beats = sum(min(len(r.beats), config.limit or len(r.beats)) for r in records)
+    ecg.check_window_memory(beats, config.rate, config.before, config.after)
     per_record = {r.name: record_arrays(r, i, config, scheme) for i, r in enumerate(records)}
     for split, names in parts.items():
         if not any(len(per_record[n]["sample"]) for n in names):

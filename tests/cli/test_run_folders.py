@@ -115,3 +115,17 @@ def test_smiles_rdkit_cannot_parse_are_dropped_with_their_lines_or_refused_with_
     assert cli.main(["train", "molecules", "--data-dir", str(path), "--workdir", str(tmp_path / "s"), "--strict",
                      *flags]) == 2
     assert f"{path}:32" in one_error_line(capsys)
+
+
+def test_ecg_windows_are_refused_when_all_records_together_would_not_fit(tmp_path, monkeypatch, capsys):
+    """Each record's windows fit, the data set's do not: the total is checked before any record is cut."""
+    from cli_data import ecg_record
+    from medjax.data import ecg
+
+    for name in ("100", "101", "103", "105"):
+        ecg_record(tmp_path / "records", name)
+    one_record = ecg.window_bytes(len(ecg.read_record(tmp_path / "records" / "100").beats), 360.0, 0.25, 0.45)
+    monkeypatch.setattr(ecg, "physical_memory", lambda: int(3.5 * one_record))  # half of it: under two records
+    assert cli.main(["train", "ecg", "--data-dir", str(tmp_path / "records"), "--workdir", str(tmp_path / "w"),
+                     "--val-records", "101", "--epochs", "1"]) == 2
+    assert "--before/--after" in one_error_line(capsys) and not (tmp_path / "w").exists()
