@@ -39,7 +39,9 @@ class MultiHeadAttention(nn.Module):
     """Multi-head self-attention: per head ``softmax(q kᵀ / √d_head) v``, heads concatenated and projected back.
 
     Parameters: Dense ``query``, ``key``, ``value`` (``[width, features]`` kernels and biases) and ``out``
-    (``[features, width]``), so the output has the input's width and drops into a residual connection. With
+    (``[features, width]``), so the output has the input's width (``width == features``) and drops into a residual
+    connection. `keys_values` and `attend` are its two halves, for a decoder's cached self-attention and its
+    cross-attention over an encoder's output (`medjax.nn.transformer_seq2seq`). With
     ``features == width`` the layout is that of ``torch.nn.MultiheadAttention(width, num_heads)``: kernels are its
     ``in_proj_weight`` blocks and ``out_proj.weight`` transposed.
 
@@ -65,7 +67,44 @@ class MultiHeadAttention(nn.Module):
     features: int
     dropout: float = 0.0
 
-    @nn.compact
+    def setup(self):
+        if self.features % self.num_heads:
+            raise ValueError(f"features={self.features} must be a multiple of num_heads={self.num_heads}")
+        self.query = nn.Dense(self.features)
+        self.key = nn.Dense(self.features)
+        self.value = nn.Dense(self.features)
+        # Back to the input's width, which is ``features`` in every medjax model (checked in `attend`).
+        self.out = nn.Dense(self.features)
+        self.drop = nn.Dropout(self.dropout)
+
+    def _heads(self, projection: nn.Module, x: jax.Array) -> jax.Array:
+        y = projection(x)
+        return y.reshape(*y.shape[:-1], self.num_heads, self.features // self.num_heads)
+
+    def keys_values(self, source: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The projected keys and values of ``source: f32[batch, S, width]``: two ``f32[batch, S, heads, d_head]``
+        (what a decoder caches, or computes once from the encoder's output for cross-attention)."""
+        return self._heads(self.key, source), self._heads(self.value, source)
+
+    def attend(self, x: jax.Array, keys: jax.Array, values: jax.Array, mask: jax.Array | None = None,
+               train: bool = False) -> jax.Array:
+        """Queries from ``x: f32[batch, T, width]`` over projected ``keys``/``values`` (`keys_values`); ``mask``
+        bool broadcastable to ``[batch, heads, T, S]``. Returns f32[batch, T, width]."""
+        if x.shape[-1] != self.features:
+            raise ValueError(f"MultiHeadAttention projects back to features={self.features}; the input's width is "
+                             f"{x.shape[-1]}")
+        q = self._heads(self.query, x).transpose(0, 2, 1, 3)
+        k, v = keys.transpose(0, 2, 1, 3), values.transpose(0, 2, 1, 3)
+        if self.is_mutable_collection("intermediates") or (train and self.dropout > 0):
+            # The weights themselves are needed: to sow them or to drop some out. Otherwise a fused kernel may run.
+            weights = attention_weights(q, k, mask)
+            self.sow("intermediates", "attention_weights", weights)
+            weights = self.drop(weights, deterministic=not train)
+            context = jnp.einsum("bhqk,bhkd->bhqd", weights.astype(v.dtype), v)
+        else:
+            context = dot_product_attention(q, k, v, mask)
+        return self.out(context.transpose(0, 2, 1, 3).reshape(*x.shape[:-1], self.features))
+
     def __call__(self, x: jax.Array, mask: jax.Array | None = None, train: bool = False) -> jax.Array:
         """Self-attention over ``x: f32[batch, time, width]``.
 
@@ -80,24 +119,6 @@ class MultiHeadAttention(nn.Module):
         """
         x = jnp.asarray(x)
         check_array(x, "MultiHeadAttention x", dims=("batch", "time", "width"))
-        if self.features % self.num_heads:
-            raise ValueError(f"features={self.features} must be a multiple of num_heads={self.num_heads}")
-        batch, length, width = x.shape
+        batch, length, _ = x.shape
         mask = _as_attention_mask(mask, batch, length, self.num_heads)
-        head_dim = self.features // self.num_heads
-
-        def heads(name: str) -> jax.Array:
-            y = nn.Dense(self.features, name=name)(x)
-            return y.reshape(batch, length, self.num_heads, head_dim).transpose(0, 2, 1, 3)
-
-        q, k, v = heads("query"), heads("key"), heads("value")
-        if self.is_mutable_collection("intermediates") or (train and self.dropout > 0):
-            # The weights themselves are needed: to sow them or to drop some out. Otherwise a fused kernel may run.
-            weights = attention_weights(q, k, mask)
-            self.sow("intermediates", "attention_weights", weights)
-            weights = nn.Dropout(self.dropout)(weights, deterministic=not train)
-            context = jnp.einsum("bhqk,bhkd->bhqd", weights.astype(v.dtype), v)
-        else:
-            context = dot_product_attention(q, k, v, mask)
-        context = context.transpose(0, 2, 1, 3).reshape(batch, length, self.features)
-        return nn.Dense(width, name="out")(context)
+        return self.attend(x, *self.keys_values(x), mask, train)

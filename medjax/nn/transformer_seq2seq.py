@@ -1,4 +1,4 @@
-"""A transformer encoder–decoder built on medjax's `scaled_dot_product_attention`, with a key/value cache for decoding.
+"""A transformer encoder–decoder built on medjax's `MultiHeadAttention`, with a key/value cache for decoding.
 
 Encoder: medjax's `TransformerEncoder`. Decoder block: causal self-attention, cross-attention over the encoder
 output, a feed-forward layer, each pre-norm and residual (Vaswani et al. 2017, pre-LN as in most modern recipes).
@@ -18,53 +18,37 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from medjax.nn.attention import scaled_dot_product_attention
 from medjax.nn.encoder import TransformerEncoder
+from medjax.nn.multihead import MultiHeadAttention
 from medjax.nn.positions import sinusoidal_positions
 
 
-class Attention(nn.Module):
-    """Multi-head attention of queries ``x`` over ``memory``: projections around the plain function."""
-
-    width: int
-    heads: int
-
-    @nn.compact
-    def __call__(self, x, keys, values, mask):
-        """x: f32[B, Tq, W]; keys, values: f32[B, Tk, heads, d] (already projected); mask: bool[B, 1, Tq, Tk]."""
-        q = nn.DenseGeneral((self.heads, self.width // self.heads), name="query")(x)
-        out = scaled_dot_product_attention(q.transpose(0, 2, 1, 3), keys.transpose(0, 2, 1, 3),
-                                           values.transpose(0, 2, 1, 3), mask=mask)
-        return nn.DenseGeneral(self.width, axis=(-2, -1), name="out")(out.transpose(0, 2, 1, 3))
-
-
 class DecoderBlock(nn.Module):
+    """Causal self-attention over the cached keys/values, cross-attention over the encoder's, then the MLP; each
+    pre-norm and residual. Both attentions are medjax's `MultiHeadAttention`, used in its two halves."""
+
     width: int
     heads: int
 
     def setup(self):
-        split = (self.heads, self.width // self.heads)
-        self.self_kv = nn.DenseGeneral((2,) + split)
-        self.self_attention = Attention(self.width, self.heads)
-        self.cross_kv = nn.DenseGeneral((2,) + split)
-        self.cross_attention = Attention(self.width, self.heads)
+        self.self_attention = MultiHeadAttention(self.heads, self.width)
+        self.cross_attention = MultiHeadAttention(self.heads, self.width)
         self.norms = [nn.LayerNorm() for _ in range(3)]
         self.hidden = nn.Dense(4 * self.width)
         self.back = nn.Dense(self.width)
 
     def cross(self, memory):
         """The encoder output's keys and values, computed once per source: two f32[B, S, heads, d]."""
-        kv = self.cross_kv(memory)
-        return kv[:, :, 0], kv[:, :, 1]
+        return self.cross_attention.keys_values(memory)
 
     def __call__(self, y, self_k, self_v, self_mask, cross_k, cross_v, cross_mask):
-        y = y + self.self_attention(self.norms[0](y), self_k, self_v, self_mask)
-        y = y + self.cross_attention(self.norms[1](y), cross_k, cross_v, cross_mask)
-        return y + self.back(nn.gelu(self.hidden(self.norms[2](y))))
+        y = y + self.self_attention.attend(self.norms[0](y), self_k, self_v, self_mask)
+        y = y + self.cross_attention.attend(self.norms[1](y), cross_k, cross_v, cross_mask)
+        # The exact GELU, as the encoder's block and PyTorch's default.
+        return y + self.back(nn.gelu(self.hidden(self.norms[2](y)), approximate=False))
 
     def self_keys_values(self, y):
-        kv = self.self_kv(self.norms[0](y))
-        return kv[:, :, 0], kv[:, :, 1]
+        return self.self_attention.keys_values(self.norms[0](y))
 
 
 class TransformerSeq2Seq(nn.Module):
