@@ -2,7 +2,7 @@
 
 from medjax import allocator, xla_defaults
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # Before any computation starts JAX's backend, which reads XLA_FLAGS once and starts the threads whose arenas glibc
 # makes.
