@@ -236,3 +236,11 @@ def test_load_refuses_what_is_not_a_finished_run_in_one_line(tmp_path, capsys):
     assert cli.main(["predict", "--workdir", str(tmp_path), "x.png"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "config.json" in err and "damaged" in err
+
+
+def test_the_readme_quotes_the_main_job_from_its_committed_records(readme):
+    folder = pathlib.Path(__file__).resolve().parent.parent / "experiments" / "medmnist" / "main-job"
+    results = json.loads((folder / "results.json").read_text())
+    seconds = [json.loads(line)["seconds"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert f"{round(np.median(seconds))} s an\nepoch, {round(results['wall_seconds'])} s of training" in readme
+    assert f"test AUC {results['test_auc']:.3f}, `experiments/medmnist/main-job/`" in readme
