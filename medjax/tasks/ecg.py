@@ -308,7 +308,7 @@ def plot_workdir(workdir: str | pathlib.Path) -> list[pathlib.Path]:
     path = workdir / "predictions_test.npz"
     if not path.is_file():
         return []
-    with np.load(path) as saved:
+    with np.load(path, allow_pickle=False) as saved:
         predictions = dict(saved)
     saved = read_json(workdir / "config.json", "the config.json of a run")
     names, config = saved["class_names"], saved["config"]
