@@ -85,6 +85,6 @@ def save_start(path: str | pathlib.Path, batch: Mapping[str, np.ndarray], variab
 
 def load_start(path: str | pathlib.Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Reads what `save_start` wrote: ``(batch, variables)`` as nested dicts of NumPy arrays."""
-    with np.load(path) as data:
+    with np.load(path, allow_pickle=False) as data:
         tree = _unflatten({key: data[key] for key in data.files})
     return tree["batch"], tree["variables"]
