@@ -45,8 +45,8 @@ import numpy as np
 
 from medjax.errors import DataError, UserError
 from medjax.train import batching, ensemble, evaluation
-from medjax.train.checkpoint import restore_model
-from medjax.train.workdir import read_meta, read_run_config
+from medjax.train.checkpoint import failure, restore_model
+from medjax.train.workdir import has_checkpoint, read_meta
 
 
 @dataclasses.dataclass
@@ -140,20 +140,15 @@ def load(workdir: str | os.PathLike, which: str = "best") -> Run:
     Raises:
       medjax.errors.UserError: not a run folder, no checkpoint of that kind, or a damaged file (named).
     """
-    from medjax.tasks import task_module
-    from medjax.train.config import from_mapping
+    from medjax.tasks import saved_config
 
     if which not in ("best", "latest"):
         raise UserError(None, f"expected which='best' or 'latest', got {which!r}")
     workdir = pathlib.Path(workdir)
-    name, fields = read_run_config(workdir)
-    folder = workdir / "checkpoints" / which
-    if not (folder.is_dir() and any(child.name.isdigit() for child in folder.iterdir())):
+    name, module, config = saved_config(workdir)
+    if not has_checkpoint(workdir, which):
         raise UserError(workdir, f"expected a run with a finished epoch, found no {which} checkpoint under "
                                  f"checkpoints/")
-    module = task_module(name)
-    fields["workdir"] = str(workdir)  # the folder as given now: the run may have moved
-    config = from_mapping(module.Config, fields, str(workdir / "config.json"), saved=True)
     meta = read_meta(workdir)
     if meta is None:
         # A run made before meta.json: its data side is rebuilt in memory (its data must be where it was).
@@ -167,7 +162,7 @@ def load(workdir: str | os.PathLike, which: str = "best") -> Run:
         arrays, record = restore_model(directory, which, abstract)
     except (ValueError, KeyError, OSError) as err:
         raise DataError(directory / which, f"expected a readable checkpoint, got a damaged one "
-                                           f"({type(err).__name__}: {str(err).splitlines()[0][:160]})") from None
+                                           f"({failure(err)})") from None
     variables = {"params": arrays["params"], **(arrays.get("collections") or {})}
     return Run(workdir, name, config, meta, model, variables, record, module)
 

@@ -47,6 +47,12 @@ def _manager(directory: pathlib.Path, keep: int, read_only: bool = False) -> ocp
     return ocp.CheckpointManager(directory.absolute(), options=options)
 
 
+def failure(err: BaseException) -> str:
+    """Why reading a checkpoint failed, in one line: the error's type and the first line of its message."""
+    lines = str(err).splitlines()
+    return f"{type(err).__name__}: {lines[0][:160]}" if lines else type(err).__name__
+
+
 def _is_old_layout(manager: ocp.CheckpointManager, epoch: int) -> bool:
     """Whether the checkpoint of ``epoch`` predates the model/train split (one ``arrays`` item)."""
     return (pathlib.Path(manager.directory) / str(epoch) / "arrays").is_dir()
@@ -145,8 +151,7 @@ class RunCheckpoints:
             except Exception as err:  # noqa: BLE001 - any failure to read means this copy is unusable
                 if position + 1 == len(epochs):
                     raise DataError(self._latest.directory, f"expected a readable checkpoint to resume from, got "
-                                                            f"none: epoch {epoch} failed with {type(err).__name__}: "
-                                                            f"{str(err).splitlines()[0][:160] if str(err) else ''} "
+                                                            f"none: epoch {epoch} failed with {failure(err)} "
                                                             f"(train in a new --workdir, or move checkpoints/ "
                                                             f"aside to start again)") from err
                 self._say(f"the checkpoint of epoch {epoch} is damaged ({type(err).__name__}: {str(err)[:200]}); "
@@ -162,7 +167,7 @@ class RunCheckpoints:
             return self._restore(self._best, epoch, state, rng)
         except Exception as err:  # noqa: BLE001 - any failure to read means this copy is unusable
             raise DataError(self._best.directory, f"expected a readable best checkpoint, got a damaged one (epoch "
-                                                  f"{epoch}: {type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''})") from err
+                                                  f"{epoch}: {failure(err)})") from err
 
     @staticmethod
     def _restore(manager: ocp.CheckpointManager, epoch: int, state: TrainState, rng: jax.Array):

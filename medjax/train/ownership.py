@@ -29,7 +29,7 @@ def claim(workdir: pathlib.Path, config: TrainConfig, task_name: str) -> None:
     aside = _free_name(workdir)
     aside.mkdir()
     for entry in sorted(workdir.iterdir()):
-        if entry != aside and not _is_previous(entry):
+        if not _is_previous(entry.relative_to(workdir)):  # earlier previous-<n>/ folders (and aside) stay put
             entry.rename(aside / entry.name)
     print(f"--overwrite: moved what {workdir} held ({why}) into {aside}", file=sys.stderr)
 

@@ -59,10 +59,10 @@ def serving_function(run):
     def serve(*inputs):
         batch = dict(zip(names, inputs))
         if run.members > 1:
-            # Unrolled rather than vmapped: jax2onnx has no batching rule for Linen's primitives.
+            # Unrolled rather than vmapped: jax2onnx has no batching rule for Linen's primitives. Combined as
+            # `Run.predict` combines the classifiers' members (mean probabilities, arg-max of the mean).
             outputs = [one(ensemble.member(variables, i), batch) for i in range(run.members)]
-            return {key: (sum(o[key] for o in outputs) / len(outputs)) if outputs[0][key].dtype.kind == "f"
-                    else outputs[0][key] for key in outputs[0]}
+            return ensemble.mean_probabilities(ensemble.stack(outputs))
         return one(variables, batch)
 
     return serve, names
@@ -157,8 +157,7 @@ def _check_onnx(model: bytes, serve, names: list[str], inputs: list[np.ndarray])
 
 def example_inputs(run, count: int) -> list[np.ndarray]:
     """Zero inputs of ``count`` rows in the signature's shapes (masks all True): for timing and smoke calls."""
-    arrays = []
-    for shape, dtype in input_specs(run).values():
-        shape = (count, *shape[1:])
-        arrays.append(np.ones(shape, dtype) if dtype == "bool" else np.zeros(shape, dtype))
-    return arrays
+    from medjax.train.cost import example_batch
+
+    spec = {name: {"shape": list(shape), "dtype": dtype} for name, (shape, dtype) in input_specs(run).items()}
+    return list(example_batch(spec, count).values())
