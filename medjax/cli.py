@@ -108,11 +108,11 @@ def _train(argv: list[str]) -> int:
     return 0
 
 
-def _predict(argv: list[str], command: str = "predict") -> int:
+def _predict(argv: list[str]) -> int:
     """`medjax predict --workdir W INPUT...`: the run's predictions as JSON lines (or CSV) on stdout or --output."""
     from medjax import rows, run as runs
 
-    parser = _Parser(prog=f"medjax {command}", description=runs.__doc__,
+    parser = _Parser(prog="medjax predict", description=runs.__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", required=True, help="the work folder of a `medjax train` run")
     parser.add_argument("inputs", nargs="*", metavar="INPUT",
@@ -130,8 +130,7 @@ def _predict(argv: list[str], command: str = "predict") -> int:
     args = parser.parse_args(argv)
     inputs = _gather_inputs(args)
     run = runs.load(args.workdir, args.which)
-    options = {key: value for key, value in (("coverage", args.coverage), ("top_k", args.top_k)) if value is not None}
-    columns = run.predict(run.module.read_inputs(inputs), **options)
+    columns = run.predict(run.module.read_inputs(inputs), coverage=args.coverage, top_k=args.top_k)
     rows.write(columns, args.output, args.format)
     return 0
 
@@ -278,7 +277,7 @@ def _export(argv: list[str]) -> int:
     parser.add_argument("--format", nargs="+", choices=export.FORMATS, default=["npz"],
                         help="npz (the variables; always written), stablehlo (the inference function with its "
                              "weights, batch dimension symbolic, for any JAX runtime), onnx (the same through "
-                             "jax2onnx, for onnxruntime; CNNs, ResNets and transformers)")
+                             "jax2onnx, for onnxruntime; the CNN and the transformers)")
     parser.add_argument("--int8", action="store_true", help="also write the int8 model and score and time it")
     args = parser.parse_args(argv)
     print(format_metrics(export.export_workdir(args.workdir, args.int8, tuple(args.format))))

@@ -58,12 +58,12 @@ def explain_workdir(workdir: str | pathlib.Path, indices: np.ndarray, method: st
     """Writes the ``method`` explanation of each example ``indices`` of ``split``; returns the files written."""
     if method not in METHODS:
         raise ConfigError("--method", f"expected one of {', '.join(METHODS)}, got {method!r}")
-    from medjax.tasks import load_workdir
+    from medjax.tasks import saved_config
     from medjax.train import loop
-    from medjax.train.workdir import read_run_config
+    from medjax.train.workdir import read_meta
 
     workdir = pathlib.Path(workdir)
-    name, _ = read_run_config(workdir)  # what the run is decides what applies, before its data is read
+    name, module, config = saved_config(workdir)  # what the run is decides what applies, before its data is read
     if name not in ("medmnist", "ecg", "textclf"):
         raise UserError(workdir, f"expected a medmnist, ecg or textclf run, got a {name!r} run")
     if name != "textclf" and method in _TEXT_ONLY:
@@ -71,10 +71,10 @@ def explain_workdir(workdir: str | pathlib.Path, indices: np.ndarray, method: st
     if name == "textclf" and method in _NOT_TEXT:
         raise UserError(workdir, f"--method {method} does not apply to a text run; use saliency, gradient_x_input, "
                                  f"integrated_gradients, attention or rollout")
-    task, config = load_workdir(workdir)
     if name == "textclf" and method in _TEXT_ONLY and config.model == "lstm":
         raise UserError(workdir, f"--method {method} needs a text run with attention; this is an lstm run: use "
                                  f"saliency, gradient_x_input or integrated_gradients")
+    task = module.build_task(config, read_meta(workdir))
     batch = _examples(task, split, np.asarray(indices, np.int64))
     state, _ = loop.restore_best(task, config)
     out = workdir / "explain"  # made by the writers below, once every map is computed

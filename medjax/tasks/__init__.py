@@ -28,21 +28,26 @@ def task_module(name: str):
     return importlib.import_module(TASKS[name])
 
 
-def load_workdir(workdir: str | pathlib.Path):
-    """Rebuilds `(task, config)` of a run from its ``config.json``, its data side from the run's data with the run's
-    saved ``meta.json`` (so the ids are the ones it was trained with): for what needs the data (`medjax evaluate`,
-    `explain`, int8 scoring). Reads the data; writes nothing. To use a model without its data: `medjax.load`.
-
-    A field the saved config lacks (the run predates it) takes the value that reproduces how the run was made.
-    """
+def saved_config(workdir: str | pathlib.Path):
+    """``(task name, task module, config)`` of a run from its ``config.json``, the config's ``workdir`` set to the folder as
+    given now (the run may have moved). A field the saved config lacks (the run predates it) takes the value that
+    reproduces how the run was made."""
     from medjax.train.config import from_mapping
-    from medjax.train.workdir import read_meta, read_run_config
+    from medjax.train.workdir import read_run_config
 
     name, fields = read_run_config(workdir)
     module = task_module(name)
-    # The folder as given now: the run may have been moved, or started from another working directory.
     fields["workdir"] = str(workdir)
-    config = from_mapping(module.Config, fields, str(pathlib.Path(workdir) / "config.json"), saved=True)
+    return name, module, from_mapping(module.Config, fields, str(pathlib.Path(workdir) / "config.json"), saved=True)
+
+
+def load_workdir(workdir: str | pathlib.Path):
+    """Rebuilds `(task, config)` of a run: its data side from the run's data with the run's saved ``meta.json`` (so
+    the ids are the ones it was trained with), for what needs the data (`medjax evaluate`, `explain`, int8 scoring).
+    Reads the data; writes nothing. To use a model without its data: `medjax.load`."""
+    from medjax.train.workdir import read_meta
+
+    _, module, config = saved_config(workdir)
     return module.build_task(config, read_meta(workdir)), config
 
 

@@ -36,7 +36,7 @@ from medjax.data.splits import SequenceSplit, length_buckets
 from medjax.data.vocab import pad_batch
 from medjax.errors import ConfigError, DataError, MissingPath
 from medjax.nn import decoding
-from medjax.tasks.common import texts
+from medjax.tasks.common import split_fractions, texts
 from medjax.train.batching import ArraySpec
 from medjax.train.config import TrainConfig, option
 from medjax.train.losses import masked_mean
@@ -251,12 +251,9 @@ def _sentences(sp, tokens: np.ndarray) -> list[str]:
 
 def split_pairs(config: Config) -> dict[str, parallel.Pairs]:
     """``{"train", "val", "test": Pairs}``: whole documents to each split, seeded; at most ``--limit`` pairs each."""
-    train_share = 1.0 - config.val_fraction - config.test_fraction
-    if train_share <= 0:
-        raise ConfigError("--val-fraction", "expected --val-fraction + --test-fraction below 1, got "
-                                            f"{config.val_fraction + config.test_fraction:g}")
-    parts = dict(zip(("train", "val", "test"), parallel.split_by_document(
-        read_pairs(config), (train_share, config.val_fraction, config.test_fraction), config.split_seed)))
+    fractions = split_fractions(config)  # before reading: an impossible split needs no data to be refused
+    parts = dict(zip(("train", "val", "test"), parallel.split_by_document(read_pairs(config), fractions,
+                                                                          config.split_seed)))
     if config.limit:
         parts = {name: p.subset(range(min(config.limit, len(p)))) for name, p in parts.items()}
     return parts

@@ -38,6 +38,7 @@ from medjax.errors import ConfigError, DataError
 from medjax.metrics import ranking
 from medjax.metrics.ranking import ranking_metrics
 from medjax.nn.event_models import ENCODERS, EventRecommender
+from medjax.tasks.common import split_fractions
 from medjax.train.batching import ArraySpec
 from medjax.train.config import TrainConfig, option
 from medjax.train.losses import sigmoid_cross_entropy
@@ -145,9 +146,7 @@ def _read_cohort(data_dir, database, horizon_days, index_day_drugs, min_labels, 
 def load_cohort(config: Config, meta: dict | None = None) -> Cohort:
     """Reads, indexes and splits the database (cached), and encodes it with the vocabularies of train, or of ``meta``
     (a run's ``meta.json``)."""
-    fractions = (1.0 - config.val_fraction - config.test_fraction, config.val_fraction, config.test_fraction)
-    if fractions[0] <= 0:
-        raise ConfigError("--val-fraction", f"expected val + test fractions below 1, got {1 - fractions[0]:g}")
+    fractions = split_fractions(config)
     history, examples, parts, inputs = _read_cohort(
         config.data_dir, config.database, config.horizon_days, config.index_day_drugs, config.min_labels,
         config.max_index_per_patient, config.max_events, config.split_seed, fractions, config.limit)

@@ -2,8 +2,8 @@
 
 Writes ``<workdir>/export/model-f32.npz`` (the model's variables, float32; no optimizer state); with ``--format
 stablehlo`` also ``model.stablehlo`` and ``signature.json`` (`medjax.train.serving`: the inference function with its
-weights, runnable by JAX without medjax), with ``--format onnx`` ``model.onnx`` (jax2onnx: the CNNs, ResNets and
-transformers; the LSTMs are refused, jax2onnx having no reverse scan); with ``--int8``,
+weights, runnable by JAX without medjax), with ``--format onnx`` ``model.onnx`` (jax2onnx: the CNN and the
+transformers; the LSTMs and ResNets are refused, as `medjax.train.serving.onnx_model` says); with ``--int8``,
 ``model-int8.npz`` (every kernel as int8 plus per-channel float32 scales, `medjax.train.quantize`). Arrays are stored
 under their ``/``-joined pytree paths; `load_export` reads them back with ``allow_pickle=False``. With ``--int8`` it
 also scores the test split with the dequantised weights beside float32 and times one example at batch 1 and at

@@ -155,8 +155,7 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
                                              run.members, run.how)
         val_predictions = predict_split(best_state, task, "val", config.eval_batch_size, run.mesh, run.members,
                                         run.how)
-    ensembled = (lambda p: p["ensemble"]) if run.members > 1 else (lambda p: p)
-    conformal_figures = evaluation.calibrate(workdir, ensembled(val_predictions), ensembled(test_predictions))
+    conformal_figures = evaluation.calibrate(workdir, _combined(val_predictions), _combined(test_predictions))
     results = {
         "task": task_name,
         "select_metric": task.select_metric,
@@ -168,8 +167,7 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
         **_prefixed("test", conformal_figures),
         "wall_seconds": earlier_wall + time.perf_counter() - wall_start,
     }
-    saved = test_predictions["ensemble"] if run.members > 1 else test_predictions
-    write_atomically(workdir / "predictions_test.npz", npz_bytes(flat_arrays(saved)))
+    write_atomically(workdir / "predictions_test.npz", npz_bytes(flat_arrays(_combined(test_predictions))))
     # Last: a results.json is the mark of a finished run.
     if events:
         events.scalars(record["step"], {k.removeprefix("test_"): v for k, v in results.items()
@@ -194,8 +192,7 @@ def evaluate(task: Task, config: TrainConfig, splits: tuple[str, ...] = ("test",
         predictions = predict_split(state, task, split, config.eval_batch_size, run.mesh, run.members, run.how)
         results.update(_prefixed(split, evaluation.score_split(task, predictions, split)))
         if split == "test":
-            ensembled = predictions["ensemble"] if run.members > 1 else predictions
-            results.update(_prefixed(split, evaluation.coverage(pathlib.Path(config.workdir), ensembled)))
+            results.update(_prefixed(split, evaluation.coverage(pathlib.Path(config.workdir), _combined(predictions))))
     print(format_metrics(results), flush=True)
     return results
 
@@ -340,6 +337,12 @@ def predict_split(state: TrainState, task: Task, split_name: str, batch_size: in
         combine = task.combine or ensemble.mean_probabilities
         return {"ensemble": combine(predictions), "members": predictions}
     return predictions
+
+
+def _combined(predictions: Any) -> Any:
+    """A split's predictions as one model's: an ensemble's (`predict_split` with members) combined ones."""
+    is_ensemble = isinstance(predictions, dict) and set(predictions) == {"ensemble", "members"}
+    return predictions["ensemble"] if is_ensemble else predictions
 
 
 def _selection_value(value: Any) -> float:

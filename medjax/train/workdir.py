@@ -27,10 +27,9 @@ from medjax.errors import DataError, UserError
 CONFIG, META, RESULTS = "config.json", "meta.json", "results.json"
 
 
-def write_atomically(path: str | os.PathLike, contents: str | bytes) -> None:
-    """Writes ``path`` through a fresh temporary file in its folder and a rename: a kill leaves the old file or the
-    new, never half; a symlink at ``path`` is replaced by the file, not followed (`medjax.data.files`)."""
-    replace_atomically(path, contents)
+# Every file of a run folder is written this way: a fresh temporary file in the folder, then a rename (a kill leaves
+# the old file or the new, never half; a symlink at the path is replaced, not followed).
+write_atomically = replace_atomically
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -112,20 +111,17 @@ def read_meta(workdir: str | os.PathLike) -> dict[str, Any] | None:
     path = pathlib.Path(workdir) / META
     if not path.exists():
         return None
-    meta = read_json(path, "the meta.json of a run")
-    if not isinstance(meta, dict):
-        raise DataError(path, f"expected a JSON object, got {type(meta).__name__}")
-    return Meta(meta, path)
+    return Meta(read_json_object(path, "the meta.json of a run"), path)
 
 
 def write_meta(workdir: str | os.PathLike, meta: dict[str, Any]) -> None:
     write_atomically(pathlib.Path(workdir) / META, json.dumps(meta, indent=1, sort_keys=True) + "\n")
 
 
-def has_checkpoint(workdir: str | os.PathLike) -> bool:
-    """Whether the run has finished at least one epoch (a latest checkpoint to resume from)."""
-    latest = pathlib.Path(workdir) / "checkpoints" / "latest"
-    return latest.is_dir() and any(child.name.isdigit() for child in latest.iterdir())
+def has_checkpoint(workdir: str | os.PathLike, which: str = "latest") -> bool:
+    """Whether the run has a ``which`` (``"latest"``: to resume from, ``"best"``) checkpoint of a finished epoch."""
+    folder = pathlib.Path(workdir) / "checkpoints" / which
+    return folder.is_dir() and any(child.name.isdigit() for child in folder.iterdir())
 
 
 def batch_spec(batch: dict[str, Any]) -> dict[str, dict[str, Any]]:
