@@ -26,11 +26,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from medjax.nn import lstm_fast, lstm_kernel
 from medjax.nn.checks import check_array
-from medjax.nn.lstm_fast import lstm_recurrence
 
 Params = Mapping[str, jax.Array]
-IMPLEMENTATIONS = ("custom_vjp", "scan")
+IMPLEMENTATIONS = ("auto", "ffi", "custom_vjp", "scan")
 
 
 def _bias(b: jax.Array, ndim: int) -> jax.Array:
@@ -124,12 +124,33 @@ def _scan_cell(params: Params, carry, xs: jax.Array, mask: jax.Array | None, rev
     return lax.scan(step, carry, (xs, mask), reverse=reverse)
 
 
+def choose_implementation(dtype, platform: str | None = None) -> str:
+    """The kernel ``implementation="auto"`` runs: the C++ loop (`medjax.nn.lstm_kernel`) for float32 on CPU when it
+    is built, else the XLA loop with the hand-written backward (`medjax.nn.lstm_fast`).
+
+    Chosen at trace time from the default backend, as `jax.jit` places the computation there.
+    """
+    if (platform or jax.default_backend()) != "cpu" or jnp.dtype(dtype) != jnp.float32:
+        return "custom_vjp"
+    if not lstm_kernel.available():
+        lstm_kernel.say_fallback()
+        return "custom_vjp"
+    return "ffi"
+
+
 def _lstm_layer(params: Params, x: jax.Array, mask, initial_carry, reverse: bool, implementation: str):
     """`lstm_layer` without its input checks, for callers that checked their inputs once (`LSTM`)."""
     batch, hidden = x.shape[0], params["w_h"].shape[0]
+    dtype = jnp.result_type(x.dtype, *(params[name].dtype for name in ("w_x", "w_h", "b")))
     if initial_carry is None:
-        dtype = jnp.result_type(x.dtype, *(params[name].dtype for name in ("w_x", "w_h", "b")))
         initial_carry = (jnp.zeros((batch, hidden), dtype), jnp.zeros((batch, hidden), dtype))
+    dtype = jnp.result_type(dtype, *initial_carry)
+    if implementation == "auto":
+        implementation = choose_implementation(dtype)
+    elif implementation == "ffi":
+        why = lstm_kernel.why_unavailable() or (None if dtype == jnp.float32 else f"it runs float32 only, got {dtype}")
+        if why:
+            raise ValueError(f"implementation='ffi' cannot run: {why}")
     # Time-major inside: the loop slices whole [batch, ...] blocks per step.
     xs = jnp.swapaxes(x, 0, 1)
     mask_t = None if mask is None else mask.T
@@ -139,7 +160,8 @@ def _lstm_layer(params: Params, x: jax.Array, mask, initial_carry, reverse: bool
         # The fast kernel takes the input projection for all steps at once, outside its loop. Transposing x (F wide)
         # before the projection, rather than its 4H-wide result, made the tutorial LSTM ~15% faster on XLA CPU.
         xw = xs @ params["w_x"] + _bias(params["b"], 3)
-        hs, carry = lstm_recurrence(xw, params["w_h"], mask_t, *initial_carry, reverse)
+        kernel = lstm_kernel if implementation == "ffi" else lstm_fast
+        hs, carry = kernel.lstm_recurrence(xw, params["w_h"], mask_t, *initial_carry, reverse)
     if mask_t is not None:
         hs = jnp.where(mask_t[:, :, None], hs, 0)
     return hs.transpose(1, 0, 2), carry
@@ -151,7 +173,7 @@ def lstm_layer(
     mask: jax.Array | None = None,
     initial_carry: tuple[jax.Array, jax.Array] | None = None,
     reverse: bool = False,
-    implementation: str = "custom_vjp",
+    implementation: str = "auto",
 ):
     """One LSTM layer over a batch of sequences.
 
@@ -163,7 +185,9 @@ def lstm_layer(
       initial_carry: ``(c, h)``, each f32[batch, H]; zeros if None.
       reverse: run from the last step to the first (the backward half of a bidirectional layer).
       implementation: ``"scan"`` is `lax.scan` of `lstm_cell` itself, differentiated by JAX (also forward-mode);
-        ``"custom_vjp"`` is the fast kernel of `medjax.nn.lstm_fast` (reverse-mode only), tested equal to it.
+        ``"custom_vjp"`` is the XLA loop of `medjax.nn.lstm_fast` and ``"ffi"`` the C++ loop of
+        `medjax.nn.lstm_kernel` (float32 on CPU), both with a hand-written backward (reverse-mode only) and tested
+        equal to ``"scan"``; ``"auto"`` chooses between them (`choose_implementation`).
 
     Returns:
       ``(outputs, (c, h))``: outputs f32[batch, time, H], zero on padded steps; the final carry, each f32[batch, H].
@@ -225,7 +249,7 @@ class LSTM(nn.Module):
     num_layers: int = 1
     bidirectional: bool = False
     dropout: float = 0.0
-    implementation: str = "custom_vjp"
+    implementation: str = "auto"
 
     @nn.compact
     def __call__(self, x, mask=None, initial_carry=None, train: bool = False):
