@@ -58,7 +58,7 @@ class LSTMSeq2Seq(nn.Module):
 
     def setup(self):
         self.embedding = nn.Embed(self.vocab, self.embed)
-        self.encoder = LSTM(self.hidden, implementation="scan")
+        self.encoder = LSTM(self.hidden)
         init = nn.initializers.lecun_normal()
         self.attention = {"w_q": self.param("w_q", init, (self.hidden, self.hidden)),
                           "w_k": self.param("w_k", init, (self.hidden, self.hidden)),
