@@ -23,8 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import results_md
+
 RESULTS = pathlib.Path(__file__).parent / "results" / "ensemble.json"
-MARK_START, MARK_END = "<!-- ensemble table: python -m benchmarks.ensemble --report -->", "<!-- /ensemble table -->"
 
 
 def workload(name: str):
@@ -129,14 +130,7 @@ def main(argv=None) -> int:
         RESULTS.parent.mkdir(exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     table = report(json.loads(RESULTS.read_text()))
-    target = pathlib.Path(__file__).parent / "RESULTS.md"
-    text = target.read_text()
-    if MARK_START in text:
-        head, rest = text.split(MARK_START, 1)
-        text = head + MARK_START + "\n" + table + "\n" + MARK_END + rest.split(MARK_END, 1)[1]
-    else:
-        text += f"\n## Ensembles on CPU\n\n{MARK_START}\n{table}\n{MARK_END}\n"
-    target.write_text(text)
+    results_md.put_section("ensemble", "Ensembles on CPU", "python -m benchmarks.ensemble --report", table)
     print(table)
     return 0
 

@@ -23,9 +23,9 @@ import sys
 import tempfile
 import time
 
+from benchmarks import results_md
+
 RESULTS = pathlib.Path(__file__).parent / "results" / "tensorboard_cost.json"
-MARK_START, MARK_END = ("<!-- tensorboard table: python -m benchmarks.tensorboard_cost --report -->",
-                        "<!-- /tensorboard table -->")
 REPEATS = 7
 
 
@@ -54,14 +54,8 @@ def report(results: dict) -> str:
 
 def write_report() -> None:
     table = report(json.loads(RESULTS.read_text()))
-    target = pathlib.Path(__file__).parent / "RESULTS.md"
-    text = target.read_text()
-    if MARK_START in text:
-        head, rest = text.split(MARK_START, 1)
-        text = head + MARK_START + "\n" + table + "\n" + MARK_END + rest.split(MARK_END, 1)[1]
-    else:
-        text += f"\n## TensorBoard writer cost\n\n{MARK_START}\n{table}\n{MARK_END}\n"
-    target.write_text(text)
+    results_md.put_section("tensorboard", "TensorBoard writer cost", "python -m benchmarks.tensorboard_cost --report",
+                           table)
     print(table)
 
 

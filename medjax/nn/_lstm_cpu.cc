@@ -123,6 +123,14 @@ void Gemm(const float* a, int64_t lda, int64_t M, int64_t K, const float* bp, in
   }
 }
 
+// Per-thread scratch that only grows: after the first step of a run, no call allocates or page-faults.
+// Slot 0 holds the packed weights (calling thread), slots 1-3 a chunk's state and GEMM output (any pool thread).
+float* Scratch(int slot, int64_t size) {
+  thread_local std::vector<float> buffers[4];
+  if (static_cast<int64_t>(buffers[slot].size()) < size) buffers[slot].resize(size);
+  return buffers[slot].data();
+}
+
 // ---- Work split: batch rows in chunks over XLA's intra-op threads ----
 
 // Runs body(chunk) for chunk in [0, chunks). The calling thread takes chunks too and finishes any no pool thread has
@@ -178,27 +186,29 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xw, ffi::Buffer<f
   const int64_t T = dims[0], B = dims[1], G = dims[2], H = G / 4;
   if (auto error = CheckShapes(T, B, H, w_h); error.failure()) return error;
   const int64_t panels = (G + kPanel - 1) / kPanel;
-  std::vector<float> packed(panels * H * kPanel);
-  Pack(w_h.typed_data(), H, G, /*transposed=*/false, packed.data());
+  float* packed = Scratch(0, panels * H * kPanel);
+  Pack(w_h.typed_data(), H, G, /*transposed=*/false, packed);
   const Split split = SplitRows(pool, B);
 
   ParallelChunks(pool, split.chunks, [&](int64_t chunk) {
     const int64_t b0 = chunk * split.rows, rows = std::min(B, b0 + split.rows) - b0;
     if (rows <= 0) return;
-    std::vector<float> c(c0.typed_data() + b0 * H, c0.typed_data() + (b0 + rows) * H);
-    std::vector<float> h(h0.typed_data() + b0 * H, h0.typed_data() + (b0 + rows) * H);
-    std::vector<float> z(rows * panels * kPanel);
+    float* c = Scratch(1, rows * H);
+    float* h = Scratch(2, rows * H);
+    float* z = Scratch(3, rows * panels * kPanel);
+    std::memcpy(c, c0.typed_data() + b0 * H, rows * H * sizeof(float));
+    std::memcpy(h, h0.typed_data() + b0 * H, rows * H * sizeof(float));
     const int64_t ldz = panels * kPanel;
     for (int64_t s = 0; s < T; ++s) {
       const int64_t t = StepAt(s, T, reverse);
-      Gemm(h.data(), H, rows, H, packed.data(), panels, z.data());
+      Gemm(h, H, rows, H, packed, panels, z);
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t row = t * B + b0 + r;
         const float* x = xw.typed_data() + row * G;
-        const float* zr = z.data() + r * ldz;
+        const float* zr = z + r * ldz;
         float* act = acts->typed_data() + row * G;
-        float* cr = c.data() + r * H;
-        float* hr = h.data() + r * H;
+        float* cr = c + r * H;
+        float* hr = h + r * H;
         const bool valid = mask.typed_data()[row];
         int64_t j = 0;
         for (; j + kLanes <= H; j += kLanes) {
@@ -240,17 +250,19 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> acts, ffi::Buffe
   const int64_t T = dims[0], B = dims[1], G = dims[2], H = G / 4;
   if (auto error = CheckShapes(T, B, H, w_h); error.failure()) return error;
   const int64_t panels = (H + kPanel - 1) / kPanel;
-  std::vector<float> packed(panels * G * kPanel);
-  Pack(w_h.typed_data(), G, H, /*transposed=*/true, packed.data());  // W_hᵀ: [4H, H]
+  float* packed = Scratch(0, panels * G * kPanel);
+  Pack(w_h.typed_data(), G, H, /*transposed=*/true, packed);  // W_hᵀ: [4H, H]
   const Split split = SplitRows(pool, B);
 
   ParallelChunks(pool, split.chunks, [&](int64_t chunk) {
     const int64_t b0 = chunk * split.rows, rows = std::min(B, b0 + split.rows) - b0;
     if (rows <= 0) return;
-    std::vector<float> dc(d_c.typed_data() + b0 * H, d_c.typed_data() + (b0 + rows) * H);
-    std::vector<float> dh(d_h.typed_data() + b0 * H, d_h.typed_data() + (b0 + rows) * H);
+    float* dc = Scratch(1, rows * H);
+    float* dh = Scratch(2, rows * H);
+    std::memcpy(dc, d_c.typed_data() + b0 * H, rows * H * sizeof(float));
+    std::memcpy(dh, d_h.typed_data() + b0 * H, rows * H * sizeof(float));
     const int64_t ldn = panels * kPanel;
-    std::vector<float> next(rows * ldn);  // dz_t W_hᵀ for these rows
+    float* next = Scratch(3, rows * ldn);  // dz_t W_hᵀ for these rows
     // Backward visits the steps in the opposite order to the forward loop.
     for (int64_t s = T - 1; s >= 0; --s) {
       const int64_t t = StepAt(s, T, reverse);
@@ -262,8 +274,8 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> acts, ffi::Buffe
         const float* c_prev = c_prev_all + b * H;
         const float* d_out = d_hs.typed_data() + row * H;
         float* dzr = dz->typed_data() + row * G;
-        float* dcr = dc.data() + r * H;
-        float* dhr = dh.data() + r * H;
+        float* dcr = dc + r * H;
+        float* dhr = dh + r * H;
         if (!mask.typed_data()[row]) {  // a held step: z is unused, both carried gradients pass through
           std::memset(dzr, 0, G * sizeof(float));
           for (int64_t j = 0; j < H; ++j) dhr[j] += d_out[j];
@@ -292,13 +304,13 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> acts, ffi::Buffe
           dcr[j] = dc_t * f;
         }
       }
-      Gemm(dz->typed_data() + (t * B + b0) * G, G, rows, G, packed.data(), panels, next.data());
+      Gemm(dz->typed_data() + (t * B + b0) * G, G, rows, G, packed, panels, next);
       for (int64_t r = 0; r < rows; ++r) {
-        if (mask.typed_data()[t * B + b0 + r]) std::memcpy(dh.data() + r * H, next.data() + r * ldn, H * sizeof(float));
+        if (mask.typed_data()[t * B + b0 + r]) std::memcpy(dh + r * H, next + r * ldn, H * sizeof(float));
       }
     }
-    std::memcpy(dc0->typed_data() + b0 * H, dc.data(), rows * H * sizeof(float));
-    std::memcpy(dh0->typed_data() + b0 * H, dh.data(), rows * H * sizeof(float));
+    std::memcpy(dc0->typed_data() + b0 * H, dc, rows * H * sizeof(float));
+    std::memcpy(dh0->typed_data() + b0 * H, dh, rows * H * sizeof(float));
   });
   return ffi::Error::Success();
 }

@@ -1,0 +1,168 @@
+"""End to end: an epoch of `medjax train ner` (BiLSTM-CRF on NCBI-disease) against a plain PyTorch BiLSTM-CRF loop
+fed the very same batches.
+
+    python -m benchmarks.e2e_ner --data-dir ../shared/data/ncbi-disease     # times both, writes the JSON
+    python -m benchmarks.e2e_ner --report                                    # the table in RESULTS.md from the JSON
+
+Each side runs in its own process, alternating (medjax, PyTorch, medjax, ...), two epochs per process.
+- medjax: the task's data side and the loop's own `setup` and `train_epoch` (the step `medjax train ner` runs, with
+  the task's defaults: word + character-CNN + case features, BiLSTM 100 per direction, CRF, dropout 0.5, word
+  dropout 0.05, Adam 2e-3 with cosine decay, clipping at global norm 5, batches of 64 sorted by length in chunks).
+- PyTorch: the same model written as people write it (``nn.Embedding``, ``nn.Conv1d`` character CNN, packed
+  bidirectional ``nn.LSTM``, a CRF whose forward algorithm loops over time), Adam and ``clip_grad_norm_``; it reads
+  the epoch's batches that the medjax process wrote (``.npz``), so both see the same padded arrays in the same order.
+Epoch 1 includes compilation (medjax compiles once per length bucket); epoch 2 is the steady state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+RESULTS = pathlib.Path(__file__).parent / "results" / "e2e_ner.json"
+EPOCHS = 2
+
+
+def _medjax(data_dir: str, batches_file: pathlib.Path) -> dict:
+    import jax
+
+    from medjax.tasks import ner
+    from medjax.train import batching, loop
+    from medjax.train.progress import ProgressReporter
+
+    config = ner.Config(data_dir=data_dir, workdir=tempfile.mkdtemp(), epochs=EPOCHS)
+    task = ner.build_task(config)
+    run = loop.setup(task, config)
+    split = task.splits["train"]
+    arrays = {}
+    for epoch in range(EPOCHS):
+        order = batching.epoch_order(config.seed, epoch, len(split))
+        for i, batch in enumerate(batching.padded_batches(split, config.batch_size, order)):
+            arrays.update({f"{epoch}/{i}/{name}": np.asarray(value) for name, value in batch.items()})
+    np.savez(batches_file, **arrays)
+    reporter = ProgressReporter(EPOCHS, run.steps_per_epoch, 0, show_bar=False, stream=open(os.devnull, "w"))
+    state, step, seconds = run.state, 0, []
+    for epoch in range(1, EPOCHS + 1):
+        start = time.perf_counter()
+        state, step, _ = loop.train_epoch(state, run.rng, task, config, run, epoch, step, reporter)
+        jax.block_until_ready(state)
+        seconds.append(time.perf_counter() - start)
+    return {"epoch_seconds": seconds, "steps_per_epoch": run.steps_per_epoch, "jax": jax.__version__,
+            "sizes": {"vocab": len(task.meta["vocab"]["tokens"]), "tags": len(task.meta["tags"]),
+                      "cases": len(ner.CASES)}}
+
+
+def _torch(batches_file: pathlib.Path, sizes: dict) -> dict:
+    import torch
+
+    from benchmarks.twins.bilstm_crf import BiLSTMCRF
+
+    torch.manual_seed(0)
+    model = BiLSTMCRF(**sizes)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    with np.load(batches_file, allow_pickle=False) as stored:
+        epochs = {}
+        for key in stored.files:
+            epoch, index, name = key.split("/")
+            epochs.setdefault(int(epoch), {}).setdefault(int(index), {})[name] = torch.from_numpy(stored[key])
+    seconds = []
+    model.train()
+    for epoch in range(EPOCHS):
+        start = time.perf_counter()
+        for _, batch in sorted(epochs[epoch].items()):
+            optimizer.zero_grad(set_to_none=True)
+            loss = model.loss(batch)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+        seconds.append(time.perf_counter() - start)
+    return {"epoch_seconds": seconds, "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def _child(args) -> None:
+    if args.side == "medjax":
+        result = _medjax(args.data_dir, pathlib.Path(args.batches))
+    else:
+        result = _torch(pathlib.Path(args.batches), json.loads(args.sizes))
+    print(json.dumps(result))
+
+
+def _run_child(side: str, data_dir: str, batches: pathlib.Path, facts: dict) -> dict:
+    command = [sys.executable, "-m", "benchmarks.e2e_ner", "--side", side, "--data-dir", data_dir,
+               "--batches", str(batches), "--sizes", json.dumps(facts.get("sizes", {}))]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"e2e_ner: the {side} process failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(data_dir: str, repeats: int) -> dict:
+    from benchmarks.runner import machine_facts
+
+    runs: dict[str, list] = {"medjax": [], "torch": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        batches = pathlib.Path(tmp) / "batches.npz"
+        facts: dict = {}
+        for repeat in range(repeats):
+            for side in ("medjax", "torch"):
+                result = _run_child(side, data_dir, batches, facts)
+                facts.update({k: result[k] for k in ("sizes", "steps_per_epoch") if k in result})
+                runs[side].append(result)
+                print(f"  {side} r{repeat}: epochs {', '.join(f'{s:.1f} s' for s in result['epoch_seconds'])}",
+                      flush=True)
+    return {"command": "python -m benchmarks.e2e_ner --data-dir " + data_dir, "date": time.strftime("%Y-%m-%d"),
+            "machine": machine_facts(), "facts": facts, "runs": runs}
+
+
+def report(results: dict) -> str:
+    def median(side, epoch):
+        return statistics.median(run["epoch_seconds"][epoch] for run in results["runs"][side])
+
+    machine, facts = results["machine"], results["facts"]
+    versions = (f"jax {results['runs']['medjax'][0]['jax']}, torch {results['runs']['torch'][0]['torch']} "
+                f"({results['runs']['torch'][0]['threads']} threads)")
+    lines = [f"{machine.get('cpu', 'CPU')}, {machine.get('cpus', '?')} CPUs; {versions}; `{results['command']}`, "
+             f"{results['date']}. NCBI-disease train split, {facts['steps_per_epoch']} batches of 64 an epoch; "
+             f"median over {len(results['runs']['medjax'])} processes per side.", "",
+             "| epoch | medjax s | PyTorch s | medjax / PyTorch |", "|---|---|---|---|"]
+    for epoch, name in ((0, "1 (medjax compiles its buckets)"), (1, "2 (steady)")):
+        m, t = median("medjax", epoch), median("torch", epoch)
+        lines.append(f"| {name} | {m:.1f} | {t:.1f} | {m / t:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default="../shared/data/ncbi-disease")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--report", action="store_true", help="only write the table of the committed JSON")
+    parser.add_argument("--side", choices=("medjax", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--batches", help=argparse.SUPPRESS)
+    parser.add_argument("--sizes", default="{}", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.side:
+        _child(args)
+        return 0
+    if not args.report:
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(json.dumps(measure(args.data_dir, args.repeats), indent=1) + "\n")
+    from benchmarks import results_md
+
+    table = report(json.loads(RESULTS.read_text()))
+    results_md.put_section("e2e ner", "NER epoch against a PyTorch BiLSTM-CRF loop", "python -m benchmarks.e2e_ner "
+                           "--report", table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
