@@ -301,7 +301,7 @@ def report(records: list[dict], command: str, tiny: bool) -> str:
     """The Markdown report of the GPU set: devices, workloads, LSTM and attention tables."""
     find = {(r["framework"], r["part"], r["label"]): r for r in records}
     devices = [r for r in records if r["part"] == "info" and r["status"] == "ok"]
-    lines = [f"# GPU benchmark", "", f"Command: `{command}`", ""]
+    lines = ["# GPU benchmark", "", f"Command: `{command}`", ""]
     lines += [f"- {r['framework']}: " + ", ".join(f"{k} {v}" for k, v in r.items()
                                                    if k not in ("status", "framework", "part", "label", "wall_s"))
               for r in devices]

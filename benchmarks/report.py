@@ -165,3 +165,24 @@ def markdown(summary: Mapping[str, dict], titles: Mapping[str, str] | None = Non
         lines += [f"- {titles.get(w, w)}, {VARIANT_TITLES.get(v, v)}: {error or 'see the process log'}"
                   for w, v, error in failures]
     return "\n".join(lines) + "\n"
+
+
+def growth_markdown(points: list[dict], titles: Mapping[str, str] | None = None) -> str:
+    """The cost-growth sweeps as a table: step ms per point for each variant, and how much each grew end to end."""
+    titles = titles or {}
+    sweeps: dict[tuple[str, str], dict[str, dict[int, float]]] = {}
+    for point in points:
+        if point["status"] == "ok":
+            sweep = sweeps.setdefault((point["workload"], point["axis"]), {})
+            sweep.setdefault(point["variant"], {})[point["value"]] = point["median_ms"]
+    lines = ["| workload, axis | points | " + "step ms per point (medjax / PyTorch eager) | growth first → last |",
+             "|---|---|---|---|"]
+    for (workload, axis), by_variant in sweeps.items():
+        values = sorted({v for series in by_variant.values() for v in series})
+        cells = " · ".join(" / ".join(f"{by_variant[name][v]:.2f}" if v in by_variant.get(name, {}) else "—"
+                                      for name in ("medjax", "torch")) for v in values)
+        growth = ", ".join(f"{VARIANT_TITLES[name]} ×{series[values[-1]] / series[values[0]]:.1f}"
+                           for name, series in by_variant.items() if values[0] in series and values[-1] in series)
+        lines.append(f"| {titles.get(workload, workload)}, {axis} | {', '.join(map(str, values))} | {cells} | "
+                     f"{growth} |")
+    return "\n".join(lines)

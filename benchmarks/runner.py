@@ -64,6 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "out"), help="parent folder of the run folder")
     parser.add_argument("--report", nargs="+", metavar="RUN_DIR",
                         help="time nothing: rebuild the report of finished run folders (several: one merged report)")
+    parser.add_argument("--results-section", nargs=2, metavar=("NAME", "TITLE"),
+                        help="with --report: also put the report into benchmarks/RESULTS.md as section NAME")
     args = parser.parse_args(argv)
     args.workloads = workloads.check_names([w for w in args.workloads.split(",") if w])
     for option in ("variants", "growth_variants"):
@@ -340,6 +342,8 @@ def write_report(run_dirs: list[pathlib.Path], out_dir: pathlib.Path) -> tuple[s
               "Environment of the processes: " + "; ".join(", ".join(f"`{k}={v}`" for k, v in env.items()) or "none"
                                                            for env in facts["env"]) + ".",
               "", _contention(records), "", table]
+    if points:
+        lines += ["", report.growth_markdown(points, titles), ""]
     lines += [f"![{plot.stem}]({plot.name})" for plot in plot_paths]
     text = "\n".join(lines) + "\n"
     (out_dir / "report.md").write_text(text)
@@ -371,6 +375,13 @@ def main(argv: list[str] | None = None) -> int:
         for path in (out_dir / "start").glob("*.npz"):
             path.unlink()  # starts are rebuilt from the seed; the weights of ResNet-18 alone are 45 MB
     text, summary = write_report(run_dirs, out_dir)
+    if args.results_section:
+        from benchmarks import results_md
+
+        name, title = args.results_section
+        command = shlex.join(["python", "-m", "benchmarks", "--report", *args.report, "--results-section", name, title])
+        body = text.split("\n", 2)[2].replace("](growth-", f"]({run_dirs[0].resolve().relative_to(REPO_ROOT / 'benchmarks')}/growth-")
+        results_md.put_section(name, title, command, body.strip())
     print(text)
     print(f"written: {out_dir / 'report.md'}, {out_dir / 'summary.json'}")
     return 0 if all(entry["loss_check"] for entry in summary.values()) else 1
