@@ -20,13 +20,12 @@ import argparse
 import json
 import os
 import pathlib
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
 import numpy as np
+
+from benchmarks import e2e
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "e2e_ner.json"
 EPOCHS = 2
@@ -56,9 +55,9 @@ def _medjax(data_dir: str, batches_file: pathlib.Path) -> dict:
         state, step, _ = loop.train_epoch(state, run.rng, task, config, run, epoch, step, reporter)
         jax.block_until_ready(state)
         seconds.append(time.perf_counter() - start)
-    return {"epoch_seconds": seconds, "steps_per_epoch": run.steps_per_epoch, "jax": jax.__version__,
-            "sizes": {"vocab": len(task.meta["vocab"]["tokens"]), "tags": len(task.meta["tags"]),
-                      "cases": len(ner.CASES)}}
+    sizes = {"vocab": len(task.meta["vocab"]["tokens"]), "tags": len(task.meta["tags"]), "cases": len(ner.CASES)}
+    return {"epoch_seconds": seconds, "jax": jax.__version__,
+            "facts": {"sizes": sizes, "steps_per_epoch": run.steps_per_epoch}}
 
 
 def _torch(batches_file: pathlib.Path, sizes: dict) -> dict:
@@ -88,54 +87,25 @@ def _torch(batches_file: pathlib.Path, sizes: dict) -> dict:
     return {"epoch_seconds": seconds, "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
-def _child(args) -> None:
-    if args.side == "medjax":
-        result = _medjax(args.data_dir, pathlib.Path(args.batches))
-    else:
-        result = _torch(pathlib.Path(args.batches), json.loads(args.sizes))
-    print(json.dumps(result))
-
-
-def _run_child(side: str, data_dir: str, batches: pathlib.Path, facts: dict) -> dict:
-    command = [sys.executable, "-m", "benchmarks.e2e_ner", "--side", side, "--data-dir", data_dir,
-               "--batches", str(batches), "--sizes", json.dumps(facts.get("sizes", {}))]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode:
-        raise SystemExit(f"e2e_ner: the {side} process failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def measure(data_dir: str, repeats: int) -> dict:
     from benchmarks.runner import machine_facts
 
-    runs: dict[str, list] = {"medjax": [], "torch": []}
     with tempfile.TemporaryDirectory() as tmp:
-        batches = pathlib.Path(tmp) / "batches.npz"
-        facts: dict = {}
-        for repeat in range(repeats):
-            for side in ("medjax", "torch"):
-                result = _run_child(side, data_dir, batches, facts)
-                facts.update({k: result[k] for k in ("sizes", "steps_per_epoch") if k in result})
-                runs[side].append(result)
-                print(f"  {side} r{repeat}: epochs {', '.join(f'{s:.1f} s' for s in result['epoch_seconds'])}",
-                      flush=True)
+        batches = str(pathlib.Path(tmp) / "batches.npz")
+        runs, facts = e2e.alternate("benchmarks.e2e_ner", repeats, lambda side, facts: [
+            "--data-dir", data_dir, "--batches", batches, "--sizes", json.dumps(facts.get("sizes", {}))])
     return {"command": "python -m benchmarks.e2e_ner --data-dir " + data_dir, "date": time.strftime("%Y-%m-%d"),
             "machine": machine_facts(), "facts": facts, "runs": runs}
 
 
 def report(results: dict) -> str:
-    def median(side, epoch):
-        return statistics.median(run["epoch_seconds"][epoch] for run in results["runs"][side])
-
-    machine, facts = results["machine"], results["facts"]
-    versions = (f"jax {results['runs']['medjax'][0]['jax']}, torch {results['runs']['torch'][0]['torch']} "
-                f"({results['runs']['torch'][0]['threads']} threads)")
-    lines = [f"{machine.get('cpu', 'CPU')}, {machine.get('cpus', '?')} CPUs; {versions}; `{results['command']}`, "
+    runs, machine, facts = results["runs"], results["machine"], results["facts"]
+    lines = [f"{machine['cpu']}, {machine['cpus_available']} CPUs; {e2e.versions(runs)}; `{results['command']}`, "
              f"{results['date']}. NCBI-disease train split, {facts['steps_per_epoch']} batches of 64 an epoch; "
              f"median over {len(results['runs']['medjax'])} processes per side.", "",
              "| epoch | medjax s | PyTorch s | medjax / PyTorch |", "|---|---|---|---|"]
-    rows = {"1 (medjax compiles its buckets)": (median("medjax", 0), median("torch", 0)),
-            "2 (steady)": (median("medjax", 1), median("torch", 1))}
+    rows = {name: (e2e.median_epoch(runs, "medjax", [epoch]), e2e.median_epoch(runs, "torch", [epoch]))
+            for name, epoch in (("1 (medjax compiles its buckets)", 0), ("2 (steady)", 1))}
     # The task's default run is 15 epochs: the first, then 14 steady ones (derived from the two rows above).
     rows["a 15-epoch run (1st + 14 × 2nd)"] = tuple(first + 14 * steady for first, steady in zip(*rows.values()))
     for name, (m, t) in rows.items():
@@ -153,7 +123,9 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.side:
-        _child(args)
+        result = (_medjax(args.data_dir, pathlib.Path(args.batches)) if args.side == "medjax" else
+                  _torch(pathlib.Path(args.batches), json.loads(args.sizes)))
+        print(json.dumps(result))
         return 0
     if not args.report:
         RESULTS.parent.mkdir(exist_ok=True)

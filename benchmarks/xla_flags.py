@@ -1,6 +1,8 @@
 """medjax's XLA default against XLA's own, with medjax's train step: each setting in its own process.
 
-    python -m benchmarks.xla_flags      # writes benchmarks/results/xla_flags.json
+    python -m benchmarks.xla_flags            # writes benchmarks/results/xla_flags.json
+    python -m benchmarks.xla_flags --sweep    # issue 28's flag sweep on top of medjax's default: xla_flag_sweep.json
+    python -m benchmarks.xla_flags --report   # the sweep's table in RESULTS.md from the committed JSON
 
 Per (workload, setting): a fresh process with ``MEDJAX_XLA_DEFAULTS=0`` and ``XLA_FLAGS`` as given, the first step
 (compile) timed apart, then the median of the timed steps. Workloads: ResNet-18 (28) at batch 128 and the tutorial
@@ -19,6 +21,16 @@ import time
 RESULTS = pathlib.Path(__file__).parent / "results" / "xla_flags.json"
 SETTINGS = {"xla default": "", "medjax default": "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"}
 STEPS = {"resnet18": 4, "cnn": 40}
+SWEEP_RESULTS = RESULTS.with_name("xla_flag_sweep.json")
+MEDJAX_DEFAULT = SETTINGS["medjax default"]
+# Kept only where a setting helps on both CPU families seen (AMD AVX2, Intel AVX-512/AMX); measured here per machine.
+SWEEP = {"medjax default": MEDJAX_DEFAULT,
+         "+ prefer vector width 512": MEDJAX_DEFAULT + " --xla_cpu_prefer_vector_width=512",
+         "+ XNN graph fusion (greedy)": MEDJAX_DEFAULT + " --xla_cpu_experimental_xnn_graph_fusion_mode="
+                                                         "XNN_GRAPH_FUSION_MODE_GREEDY",
+         "+ FAST_RUNTIME preset": MEDJAX_DEFAULT + " --xla_cpu_opt_preset=FAST_RUNTIME",
+         "+ YNN eltwise and reduce fusions": "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,+eltwise,"
+                                            "+reduce"}
 
 CHILD = r'''
 import functools, json, sys, time
@@ -50,20 +62,51 @@ print(json.dumps({"first_step_s": first, "median_step_ms": 1000 * float(np.media
 '''
 
 
-def main() -> int:
+def sweep_report(results: dict) -> str:
+    lines = [f"{results['machine']}; jax {results.get('jax', '?')}; `{results['command']}`, {results['date']}. "
+             "One process per setting, medjax's own train step; median step ms (first step, with compilation, in s):",
+             "", "| setting | " + " | ".join(STEPS) + " | vs medjax default |", "|---|" + "---|" * (len(STEPS) + 1)]
+    base = {name: results["runs"][f"{name} / medjax default"]["median_step_ms"] for name in STEPS}
+    for label in results["settings"]:
+        runs = [results["runs"][f"{name} / {label}"] for name in STEPS]
+        cells = " | ".join(f"{run['median_step_ms']:,.1f} ({run['first_step_s']:.1f})" for run in runs)
+        ratios = ", ".join(f"{run['median_step_ms'] / base[name]:.2f}" for name, run in zip(STEPS, runs))
+        lines.append(f"| {label} | {cells} | {ratios} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    import argparse
+
     from benchmarks.ensemble import cpu_model
 
-    results = {"machine": cpu_model(), "date": time.strftime("%Y-%m-%d"), "command": "python -m benchmarks.xla_flags",
-               "settings": SETTINGS, "runs": {}}
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sweep", action="store_true", help="time issue 28's flag sweep instead")
+    parser.add_argument("--report", action="store_true", help="only write the sweep's table into RESULTS.md")
+    args = parser.parse_args(argv)
+    if args.report:
+        from benchmarks import results_md
+
+        table = sweep_report(json.loads(SWEEP_RESULTS.read_text()))
+        results_md.put_section("xla flag sweep", "XLA flag sweep on CPU (issue 28)",
+                               "python -m benchmarks.xla_flags --report", table)
+        print(table)
+        return 0
+    settings = SWEEP if args.sweep else SETTINGS
+    command = "python -m benchmarks.xla_flags" + (" --sweep" if args.sweep else "")
+    import jax
+
+    results = {"machine": cpu_model(), "jax": jax.__version__, "date": time.strftime("%Y-%m-%d"),
+               "command": command, "settings": settings, "runs": {}}
     for name, count in STEPS.items():
-        for label, flags in SETTINGS.items():
+        for label, flags in settings.items():
             env = {**os.environ, "MEDJAX_XLA_DEFAULTS": "0", "XLA_FLAGS": flags}
             out = subprocess.run([sys.executable, "-c", CHILD, name, str(count)], env=env, capture_output=True,
                                  text=True, check=True).stdout
             results["runs"][f"{name} / {label}"] = json.loads(out.strip().splitlines()[-1])
             print(name, label, results["runs"][f"{name} / {label}"], flush=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    return 0
+    (SWEEP_RESULTS if args.sweep else RESULTS).write_text(json.dumps(results, indent=2) + "\n")
+    return main(["--report"]) if args.sweep else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,42 @@
+"""What the end-to-end benchmarks share (`e2e_ner`, `e2e_medmnist`): each side of a comparison in its own process,
+medjax and PyTorch alternating, every process printing one JSON line with its ``epoch_seconds``."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from typing import Callable
+
+
+def alternate(module: str, repeats: int, child_args: Callable[[str, dict], list[str]]) -> tuple[dict, dict]:
+    """Runs ``python -m <module> --side medjax|torch <child_args(side, facts)>`` ``repeats`` times each, alternating.
+
+    ``facts`` gathers each result's ``"facts"`` (what the medjax process learned that the PyTorch one needs, e.g.
+    the vocabulary size), so medjax runs first. Returns ``({side: [result, ...]}, facts)``.
+    """
+    runs: dict[str, list] = {"medjax": [], "torch": []}
+    facts: dict = {}
+    for repeat in range(repeats):
+        for side in runs:
+            command = [sys.executable, "-m", module, "--side", side, *child_args(side, facts)]
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode:
+                raise SystemExit(f"{module}: the {side} process failed:\n{done.stderr[-3000:]}")
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            facts.update(result.get("facts", {}))
+            runs[side].append(result)
+            print(f"  {side} r{repeat}: epochs {', '.join(f'{s:.1f} s' for s in result['epoch_seconds'])}",
+                  flush=True)
+    return runs, facts
+
+
+def median_epoch(runs: dict, side: str, epochs: list[int]) -> float:
+    """The median over ``side``'s processes of each one's mean time over ``epochs`` (0-based)."""
+    return statistics.median(statistics.mean(run["epoch_seconds"][e] for e in epochs) for run in runs[side])
+
+
+def versions(runs: dict) -> str:
+    torch_run = runs["torch"][0]
+    return f"jax {runs['medjax'][0]['jax']}, torch {torch_run['torch']} ({torch_run['threads']} threads)"
