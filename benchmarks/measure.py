@@ -16,12 +16,16 @@ from typing import Callable
 import numpy as np
 
 # The allocator settings both frameworks run under (PERF-NOTES: by default glibc hands large freed blocks back to the
-# OS, so each step faults them in again; both sides are slowed, and by different amounts). The runner sets them for
-# every process it starts unless told not to, and each record says what was in force.
-MALLOC_TUNING = {"MALLOC_MMAP_THRESHOLD_": "2000000000", "MALLOC_TRIM_THRESHOLD_": "20000000000"}
+# OS, so each step faults them in again; both sides are slowed, and by different amounts). They are what
+# `medjax.allocator` sets inside a medjax process: one arena, so that the thresholds hold for XLA's worker threads too
+# (without it the faults stay), which medjax only does when no MALLOC_* variable is set; set here, both frameworks get
+# them alike. The runner sets them for every process it starts unless told not to, and each record says what was in
+# force.
+MALLOC_TUNING = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "2000000000",
+                 "MALLOC_TRIM_THRESHOLD_": "20000000000"}
 
 # Environment variables that change speed; every record copies them, so a table can be traced to its settings.
-RECORDED_ENV = (*MALLOC_TUNING, "MALLOC_ARENA_MAX", "GLIBC_TUNABLES", "XLA_FLAGS", "JAX_PLATFORMS", "OMP_NUM_THREADS",
+RECORDED_ENV = (*MALLOC_TUNING, "GLIBC_TUNABLES", "XLA_FLAGS", "JAX_PLATFORMS", "OMP_NUM_THREADS",
                 "MKL_NUM_THREADS", "TF_CPP_MIN_LOG_LEVEL")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import statistics
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ RESULTS = pathlib.Path(__file__).parent / "results" / "xla_flags.json"
 SETTINGS = {"xla default": "", "medjax default": "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"}
 STEPS = {"resnet18": 4, "cnn": 40}
 SWEEP_RESULTS = RESULTS.with_name("xla_flag_sweep.json")
+SWEEP_REPEATS = 3
 MEDJAX_DEFAULT = SETTINGS["medjax default"]
 # Kept only where a setting helps on both CPU families seen (AMD AVX2, Intel AVX-512/AMX); measured here per machine.
 SWEEP = {"medjax default": MEDJAX_DEFAULT,
@@ -63,14 +65,18 @@ print(json.dumps({"first_step_s": first, "median_step_ms": 1000 * float(np.media
 
 
 def sweep_report(results: dict) -> str:
+    def median(name, label, key):
+        return statistics.median(run[key] for run in results["runs"][f"{name} / {label}"])
+
+    rounds = len(next(iter(results["runs"].values())))
     lines = [f"{results['machine']}; jax {results.get('jax', '?')}; `{results['command']}`, {results['date']}. "
-             "One process per setting, medjax's own train step; median step ms (first step, with compilation, in s):",
+             f"{rounds} rounds of one process per setting, medjax's own train step; median over the rounds of each "
+             "process's median step ms (first step, with compilation, in s):",
              "", "| setting | " + " | ".join(STEPS) + " | vs medjax default |", "|---|" + "---|" * (len(STEPS) + 1)]
-    base = {name: results["runs"][f"{name} / medjax default"]["median_step_ms"] for name in STEPS}
     for label in results["settings"]:
-        runs = [results["runs"][f"{name} / {label}"] for name in STEPS]
-        cells = " | ".join(f"{run['median_step_ms']:,.1f} ({run['first_step_s']:.1f})" for run in runs)
-        ratios = ", ".join(f"{run['median_step_ms'] / base[name]:.2f}" for name, run in zip(STEPS, runs))
+        steps = {name: median(name, label, "median_step_ms") for name in STEPS}
+        cells = " | ".join(f"{steps[name]:,.1f} ({median(name, label, 'first_step_s'):.1f})" for name in STEPS)
+        ratios = ", ".join(f"{steps[name] / median(name, 'medjax default', 'median_step_ms'):.2f}" for name in STEPS)
         lines.append(f"| {label} | {cells} | {ratios} |")
     return "\n".join(lines)
 
@@ -98,13 +104,19 @@ def main(argv=None) -> int:
 
     results = {"machine": cpu_model(), "jax": jax.__version__, "date": time.strftime("%Y-%m-%d"),
                "command": command, "settings": settings, "runs": {}}
-    for name, count in STEPS.items():
-        for label, flags in settings.items():
-            env = {**os.environ, "MEDJAX_XLA_DEFAULTS": "0", "XLA_FLAGS": flags}
-            out = subprocess.run([sys.executable, "-c", CHILD, name, str(count)], env=env, capture_output=True,
-                                 text=True, check=True).stdout
-            results["runs"][f"{name} / {label}"] = json.loads(out.strip().splitlines()[-1])
-            print(name, label, results["runs"][f"{name} / {label}"], flush=True)
+    # The sweep runs every setting in rounds, so that drift between processes falls on all settings alike.
+    for repeat in range(SWEEP_REPEATS if args.sweep else 1):
+        for name, count in STEPS.items():
+            for label, flags in settings.items():
+                env = {**os.environ, "MEDJAX_XLA_DEFAULTS": "0", "XLA_FLAGS": flags}
+                out = subprocess.run([sys.executable, "-c", CHILD, name, str(count)], env=env, capture_output=True,
+                                     text=True, check=True).stdout
+                run = json.loads(out.strip().splitlines()[-1])
+                if args.sweep:
+                    results["runs"].setdefault(f"{name} / {label}", []).append(run)
+                else:
+                    results["runs"][f"{name} / {label}"] = run
+                print(repeat, name, label, run, flush=True)
     (SWEEP_RESULTS if args.sweep else RESULTS).write_text(json.dumps(results, indent=2) + "\n")
     return main(["--report"]) if args.sweep else 0
 

@@ -79,6 +79,7 @@ def test_environment_is_the_same_for_both_frameworks(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8 --xla_cpu_foo=1")
     env = runner.child_environment(malloc_tuning=True)
     assert env["MALLOC_MMAP_THRESHOLD_"] == "2000000000" and env["MALLOC_TRIM_THRESHOLD_"] == "20000000000"
+    assert env["MALLOC_ARENA_MAX"] == "1"  # without one arena the thresholds miss XLA's worker threads
     assert env["XLA_FLAGS"] == "--xla_cpu_foo=1"  # the test suite's fake devices do not leak into a benchmark
     assert "MALLOC_MMAP_THRESHOLD_" not in runner.child_environment(malloc_tuning=False)
 
