@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import pathlib
 import statistics
 import time
+
+from benchmarks import results_md
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "conv_kernels.json"
 LAYERS = [(128, 28, 64, 64), (128, 14, 128, 128), (128, 7, 256, 256), (128, 4, 512, 512),
@@ -115,24 +116,18 @@ def main(argv=None) -> int:
     parser.add_argument("--report", action="store_true", help="only write the table of the committed JSON")
     parser.add_argument("--step-repeats", type=int, default=12)
     args = parser.parse_args(argv)
-    if not args.report:
+    def measure() -> dict:
         import jax
 
         from benchmarks.runner import machine_facts
 
-        results = {"command": "python -m benchmarks.conv_kernels", "date": time.strftime("%Y-%m-%d"),
-                   "machine": machine_facts(), "jax": jax.__version__, "layers": time_layers(),
-                   "step_repeats": args.step_repeats, "resnet18_step_ms": time_resnet_step(args.step_repeats)}
-        RESULTS.parent.mkdir(exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-    from benchmarks import results_md
+        return {"command": "python -m benchmarks.conv_kernels", "date": time.strftime("%Y-%m-%d"),
+                "machine": machine_facts(), "jax": jax.__version__, "layers": time_layers(),
+                "step_repeats": args.step_repeats, "resnet18_step_ms": time_resnet_step(args.step_repeats)}
 
-    table = report(json.loads(RESULTS.read_text()))
-    results_md.put_section("conv kernels", "Winograd convolutions on CPU (issue 28)",
-                           "python -m benchmarks.conv_kernels --report", table)
-    print(table)
-    return 0
-
+    return results_md.record_and_report(RESULTS, None if args.report else measure, report, "conv kernels",
+                                        "Winograd convolutions on CPU (issue 28)",
+                                        "python -m benchmarks.conv_kernels --report")
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -3,11 +3,22 @@ medjax and PyTorch alternating, every process printing one JSON line with its ``
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import subprocess
 import sys
 from typing import Callable
+
+
+def parser(doc: str, data_dir: str) -> argparse.ArgumentParser:
+    """The options every end-to-end script has: the data, the processes per side, --report, and the child's --side."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=data_dir)
+    parser.add_argument("--repeats", type=int, default=2, help="processes per side (default: 2)")
+    parser.add_argument("--report", action="store_true", help="only write the table of the committed JSON")
+    parser.add_argument("--side", choices=("medjax", "torch"), help=argparse.SUPPRESS)
+    return parser
 
 
 def alternate(module: str, repeats: int, child_args: Callable[[str, dict], list[str]]) -> tuple[dict, dict]:

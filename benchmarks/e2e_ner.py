@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from benchmarks import e2e
+from benchmarks import e2e, results_md
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "e2e_ner.json"
 EPOCHS = 2
@@ -114,11 +114,7 @@ def report(results: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default="../shared/data/ncbi-disease")
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--report", action="store_true", help="only write the table of the committed JSON")
-    parser.add_argument("--side", choices=("medjax", "torch"), help=argparse.SUPPRESS)
+    parser = e2e.parser(__doc__, "../shared/data/ncbi-disease")
     parser.add_argument("--batches", help=argparse.SUPPRESS)
     parser.add_argument("--sizes", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -127,16 +123,9 @@ def main(argv=None) -> int:
                   _torch(pathlib.Path(args.batches), json.loads(args.sizes)))
         print(json.dumps(result))
         return 0
-    if not args.report:
-        RESULTS.parent.mkdir(exist_ok=True)
-        RESULTS.write_text(json.dumps(measure(args.data_dir, args.repeats), indent=1) + "\n")
-    from benchmarks import results_md
-
-    table = report(json.loads(RESULTS.read_text()))
-    results_md.put_section("e2e ner", "NER epoch against a PyTorch BiLSTM-CRF loop", "python -m benchmarks.e2e_ner "
-                           "--report", table)
-    print(table)
-    return 0
+    return results_md.record_and_report(
+        RESULTS, None if args.report else lambda: measure(args.data_dir, args.repeats), report, "e2e ner",
+        "NER epoch against a PyTorch BiLSTM-CRF loop", "python -m benchmarks.e2e_ner --report")
 
 
 if __name__ == "__main__":

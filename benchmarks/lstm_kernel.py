@@ -12,12 +12,13 @@ both directions).
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import statistics
 import subprocess
 import sys
 import time
+
+from benchmarks import results_md
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "lstm_kernel.json"
 SHAPES = {"tutorial LSTM layer": dict(batch=64, time=50, features=10, hidden=32, bidirectional=False),
@@ -106,16 +107,9 @@ def main(argv=None) -> int:
         shape = SHAPES[name]
         print(_torch(shape) if implementation == "torch" else _jax(shape, implementation))
         return 0
-    if not args.report:
-        RESULTS.parent.mkdir(exist_ok=True)
-        RESULTS.write_text(json.dumps(measure(), indent=1) + "\n")
-    from benchmarks import results_md
-
-    table = report(json.loads(RESULTS.read_text()))
-    results_md.put_section("lstm layer", "The LSTM layer alone: medjax's kernels against oneDNN",
-                           "python -m benchmarks.lstm_kernel --report", table)
-    print(table)
-    return 0
+    return results_md.record_and_report(RESULTS, None if args.report else measure, report, "lstm layer",
+                                        "The LSTM layer alone: medjax's kernels against oneDNN",
+                                        "python -m benchmarks.lstm_kernel --report")
 
 
 if __name__ == "__main__":

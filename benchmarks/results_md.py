@@ -3,7 +3,9 @@ the file quotes committed JSON and a rerun of the command replaces the table in 
 
 from __future__ import annotations
 
+import json
 import pathlib
+from typing import Callable
 
 RESULTS_MD = pathlib.Path(__file__).parent / "RESULTS.md"
 
@@ -20,3 +22,16 @@ def put_section(name: str, title: str, command: str, table: str, path: pathlib.P
     else:
         text = text.rstrip("\n") + f"\n\n## {title}\n\n{start}\n{table}\n{end}\n"
     path.write_text(text)
+
+
+def record_and_report(results: pathlib.Path, measure: Callable[[], dict] | None, report: Callable[[dict], str],
+                      name: str, title: str, command: str) -> int:
+    """A benchmark script's last part: ``measure()`` into the JSON ``results`` (None: only report the committed
+    one), then its table into RESULTS.md as section ``name`` and onto stdout."""
+    if measure is not None:
+        results.parent.mkdir(exist_ok=True)
+        results.write_text(json.dumps(measure(), indent=1) + "\n")
+    table = report(json.loads(results.read_text()))
+    put_section(name, title, command, table)
+    print(table)
+    return 0

@@ -73,20 +73,7 @@ def _forward(xw, w_h, mask, c0, h0, reverse):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
 def lstm_recurrence(xw, w_h, mask, c0, h0, reverse=False):
-    """Runs the LSTM recurrence over precomputed input projections, time-major, in one C++ call.
-
-    Args:
-      xw: f32[time, batch, 4H], ``x_t W_x + b`` for every step, gate columns in order i, f, g, o.
-      w_h: f32[H, 4H], the recurrent weights.
-      mask: bool[time, batch] (True on valid steps) or None. On a False step the carry is held unchanged.
-      c0: f32[batch, H], the initial cell state.
-      h0: f32[batch, H], the initial hidden state.
-      reverse: run from the last step to the first.
-
-    Returns:
-      ``(hs, (c, h))``: hs f32[time, batch, H] is the hidden state carried out of each step (held, not zeroed, on
-      masked steps); ``(c, h)`` the final carry, each f32[batch, H].
-    """
+    """`medjax.nn.lstm_fast.lstm_recurrence` (same arguments, results and gradients) in one C++ call: float32, CPU."""
     hs, _, _, carry = _forward(xw, w_h, mask, c0, h0, reverse)
     return hs, carry
 
