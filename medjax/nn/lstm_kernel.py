@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from medjax.nn import lstm_fast
+
 _TARGETS = {"medjax_lstm_forward": "MedjaxLstmForward", "medjax_lstm_backward": "MedjaxLstmBackward"}
 
 
@@ -89,10 +91,7 @@ def _recurrence_bwd(reverse, residuals, cotangents):
     time, batch, gates = acts.shape
     call = _ffi_call("medjax_lstm_backward", [acts.shape, (batch, gates // 4), (batch, gates // 4)])
     dz, dc0, dh0 = call(acts, cs, c0, w_h, _mask(mask, time, batch), d_hs, d_c, d_h, reverse=np.int32(reverse))
-    # The hidden state entering each step, for the one big weight-gradient matmul after the loop.
-    h_in = jnp.concatenate([hs[1:], h0[None]]) if reverse else jnp.concatenate([h0[None], hs[:-1]])
-    d_w_h = h_in.reshape(time * batch, gates // 4).T @ dz.reshape(time * batch, gates)
-    return dz, d_w_h, None, dc0, dh0
+    return dz, lstm_fast.recurrent_weight_gradient(hs, h0, dz, reverse), None, dc0, dh0
 
 
 lstm_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
