@@ -17,8 +17,7 @@ def _plain(x, kernel):
     "batch, size, c_in, c_out",
     [
         (2, 28, 1, 32),  # the tutorial CNN's first layer on MedMNIST
-        (2, 14, 32, 64),  # its second
-        (2, 28, 64, 64), (2, 14, 128, 128), (2, 7, 256, 256), (2, 4, 512, 512),  # ResNet-18's stride-1 layers at 28 px
+        (1, 14, 128, 128), (1, 7, 256, 256), (1, 4, 512, 512),  # the ResNet-18 layers `auto` gives Winograd
         (1, 1, 3, 2), (3, 5, 4, 3), (2, 9, 6, 5),  # one pixel; odd sizes (a half tile at the edge)
     ],
 )
@@ -28,12 +27,15 @@ def test_values_and_gradients_equal_the_plain_convolution(batch, size, c_in, c_o
     kernel = jnp.asarray(rng.normal(size=(3, 3, c_in, c_out)) / np.sqrt(9 * c_in), jnp.float32)
     weights = jnp.asarray(rng.normal(size=(batch, size, size + 1, c_out)), jnp.float32)
 
-    def loss(conv, x, kernel):
-        return jnp.sum(jnp.tanh(conv(x, kernel)) * weights)
+    @jax.jit  # one compilation for both kernels, values and gradients
+    def both(x, kernel):
+        def run(conv):
+            grads = jax.grad(lambda x, k: jnp.sum(jnp.tanh(conv(x, k)) * weights), argnums=(0, 1))(x, kernel)
+            return conv(x, kernel), grads
 
-    want = jax.jit(jax.value_and_grad(lambda x, k: loss(_plain, x, k), argnums=(0, 1)))(x, kernel)
-    got = jax.jit(jax.value_and_grad(lambda x, k: loss(winograd_conv3x3, x, k), argnums=(0, 1)))(x, kernel)
-    np.testing.assert_allclose(winograd_conv3x3(x, kernel), _plain(x, kernel), rtol=1e-5, atol=2e-5)
+        return run(winograd_conv3x3), run(_plain)
+
+    got, want = both(x, kernel)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         scale = float(jnp.max(jnp.abs(b)))
         np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * max(scale, 1.0))
