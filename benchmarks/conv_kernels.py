@@ -19,20 +19,11 @@ import statistics
 import time
 
 from benchmarks import results_md
+from benchmarks.measure import median_ms
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "conv_kernels.json"
 LAYERS = [(128, 28, 64, 64), (128, 14, 128, 128), (128, 7, 256, 256), (128, 4, 512, 512),
           (64, 28, 1, 32), (64, 14, 32, 64)]  # (batch, size, C_in, C_out): ResNet-18's stages, the tutorial CNN
-
-
-def _median_ms(call, repeats: int) -> float:
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def time_layers(repeats: int = 10) -> list[dict]:
@@ -50,7 +41,7 @@ def time_layers(repeats: int = 10) -> list[dict]:
         row = {"batch": batch, "size": size, "c_in": c_in, "c_out": c_out}
         for name, conv in kernels.items():
             step = jax.jit(jax.grad(lambda x, k, conv=conv: jnp.sum(conv(x, k) ** 2), argnums=(0, 1)))
-            row[name] = _median_ms(lambda: jax.block_until_ready(step(x, k)), repeats)
+            row[name] = median_ms(lambda: jax.block_until_ready(step(x, k)), repeats)
         rows.append(row)
         print(f"  layer {row}", flush=True)
     return rows

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import statistics
 import subprocess
 import sys
 import time
 
 from benchmarks import results_md
+from benchmarks.measure import median_ms
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "lstm_kernel.json"
 SHAPES = {"tutorial LSTM layer": dict(batch=64, time=50, features=10, hidden=32, bidirectional=False),
@@ -28,14 +28,7 @@ CALLS, WARMUP = 50, 5
 
 
 def _time(call) -> float:
-    for _ in range(WARMUP):
-        call()
-    times = []
-    for _ in range(CALLS):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return median_ms(call, CALLS, WARMUP)
 
 
 def _jax(shape: dict, implementation: str) -> float:

@@ -75,6 +75,14 @@ def time_steps(step: Callable[[], object], steps: int) -> tuple[np.ndarray, int]
     return seconds, faults // steps
 
 
+def median_ms(call: Callable[[], object], steps: int, warmup: int = 1) -> float:
+    """The median milliseconds of ``steps`` calls timed one by one (`time_steps`) after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        call()
+    seconds, _ = time_steps(call, steps)
+    return float(np.median(seconds)) * 1e3
+
+
 def peak_rss_bytes() -> int:
     """The largest resident set this process has had so far (Linux reports ``ru_maxrss`` in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
