@@ -123,22 +123,26 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
 CONV_IMPLEMENTATIONS = ("auto", "xla", "winograd")
 
 
+def _winograd_fits(kernel_shape, stride: int, padding: Padding) -> bool:
+    """Whether `winograd_conv3x3` computes this convolution: 3×3, stride 1, one pixel of padding on every side."""
+    return tuple(kernel_shape[:2]) == (3, 3) and stride == 1 and padding in (1, "SAME")
+
+
 def choose_implementation(x_shape, kernel_shape, stride: int, padding: Padding, platform: str | None = None) -> str:
     """The kernel ``Conv2D(implementation="auto")`` runs: Winograd F(2×2, 3×3) (`medjax.nn.winograd`) on CPU for
     3×3, stride-1, padding-1 layers of at least 128 input and output channels on maps of at most 14×14 pixels, else
     XLA's convolution.
 
-    Measured on a 2-core AMD EPYC (`python -m benchmarks.conv_kernels`, forward + backward per layer at batch 128):
-    Winograd is 0.82× XLA at 4×4×512 and 0.93× at 7×7×256, level at 14×14×128, and 1.5× *slower* at 28×28×64 and
-    for the tutorial CNN's 32- and 64-channel layers, where its memory-bound transforms outweigh the 2.25× fewer
-    multiplies. On GPU, cuDNN chooses its own algorithms.
+    Measured on a 2-core AMD EPYC (`benchmarks/results/conv_kernels.json`, forward + backward per layer at batch
+    128): Winograd is 0.90× XLA at 14×14×128, 0.96× at 7×7×256 and 0.89× at 4×4×512, and *slower* at 28×28×64
+    (1.10×) and on the tutorial CNN's layers (1.34–1.56×), where its memory-bound transforms outweigh the 2.25×
+    fewer multiplies. On GPU, cuDNN chooses its own algorithms.
     """
-    if (platform or jax.default_backend()) != "cpu":
+    if (platform or jax.default_backend()) != "cpu" or not _winograd_fits(kernel_shape, stride, padding):
         return "xla"
     _, height, width, _ = x_shape
-    kh, kw, c_in, c_out = kernel_shape
-    square = (kh, kw) == (3, 3) and stride == 1 and padding in (1, "SAME")
-    return "winograd" if square and min(c_in, c_out) >= 128 and height * width <= 14 * 14 else "xla"
+    _, _, c_in, c_out = kernel_shape
+    return "winograd" if min(c_in, c_out) >= 128 and height * width <= 14 * 14 else "xla"
 
 
 class Conv2D(nn.Module):
@@ -188,7 +192,7 @@ class Conv2D(nn.Module):
             return conv2d(params, x, self.padding, stride=self.stride)
         if implementation != "winograd":
             raise ValueError(f"implementation must be one of {CONV_IMPLEMENTATIONS}, got {implementation!r}")
-        if (kh, kw) != (3, 3) or self.stride != 1 or self.padding not in (1, "SAME"):
+        if not _winograd_fits((kh, kw), self.stride, self.padding):
             raise ValueError("implementation='winograd' runs 3×3 convolutions with stride 1 and padding 1 only, got "
                              f"{kh}×{kw}, stride {self.stride}, padding {self.padding!r}")
         y = winograd_conv3x3(x, params["kernel"])
