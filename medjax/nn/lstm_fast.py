@@ -127,7 +127,7 @@ def _recurrence_bwd(reverse, residuals, cotangents):
 def recurrent_weight_gradient(hs, h0, dz, reverse: bool) -> jax.Array:
     """dL/dW_h = Σ_t h_{t-1}ᵀ dz_t as one matmul over all steps: f32[H, 4H] from hs f32[T, B, H] (the state leaving
     each step), h0 f32[B, H] and dz f32[T, B, 4H]. Contracting the leading axis directly, rather than transposing
-    first, was ~1.5× faster on XLA:CPU for small H (T 400, b 64, H 32: 3.1 → 2.1 ms)."""
+    first, spares XLA:CPU a transposed copy and measured faster for small H."""
     time, batch, hidden = hs.shape
     h_in = jnp.concatenate([hs[1:], h0[None]]) if reverse else jnp.concatenate([h0[None], hs[:-1]])
     contract_rows = (((0,), (0,)), ((), ()))

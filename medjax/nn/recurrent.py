@@ -124,18 +124,28 @@ def _scan_cell(params: Params, carry, xs: jax.Array, mask: jax.Array | None, rev
     return lax.scan(step, carry, (xs, mask), reverse=reverse)
 
 
+def _ffi_refusal(dtype, platform: str | None = None) -> str | None:
+    """Why the C++ loop cannot run this layer, or None: it runs float32 on CPU, when it is built."""
+    backend = platform or jax.default_backend()
+    if backend != "cpu":
+        return f"it runs on CPU only, and the default backend is {backend}"
+    if jnp.dtype(dtype) != jnp.float32:
+        return f"it runs float32 only, got {jnp.dtype(dtype)}"
+    return lstm_kernel.why_unavailable()
+
+
 def choose_implementation(dtype, platform: str | None = None) -> str:
     """The kernel ``implementation="auto"`` runs: the C++ loop (`medjax.nn.lstm_kernel`) for float32 on CPU when it
     is built, else the XLA loop with the hand-written backward (`medjax.nn.lstm_fast`).
 
     Chosen at trace time from the default backend, as `jax.jit` places the computation there.
     """
-    if (platform or jax.default_backend()) != "cpu" or jnp.dtype(dtype) != jnp.float32:
-        return "custom_vjp"
-    if not lstm_kernel.available():
+    why = _ffi_refusal(dtype, platform)
+    if why is None:
+        return "ffi"
+    if why == lstm_kernel.why_unavailable():  # a float32 CPU layer that the kernel would have run, had it been built
         lstm_kernel.say_fallback()
-        return "custom_vjp"
-    return "ffi"
+    return "custom_vjp"
 
 
 def _lstm_layer(params: Params, x: jax.Array, mask, initial_carry, reverse: bool, implementation: str):
@@ -147,10 +157,8 @@ def _lstm_layer(params: Params, x: jax.Array, mask, initial_carry, reverse: bool
     dtype = jnp.result_type(dtype, *initial_carry)
     if implementation == "auto":
         implementation = choose_implementation(dtype)
-    elif implementation == "ffi":
-        why = lstm_kernel.why_unavailable() or (None if dtype == jnp.float32 else f"it runs float32 only, got {dtype}")
-        if why:
-            raise ValueError(f"implementation='ffi' cannot run: {why}")
+    elif implementation == "ffi" and (why := _ffi_refusal(dtype)):
+        raise ValueError(f"implementation='ffi' cannot run: {why}")
     # Time-major inside: the loop slices whole [batch, ...] blocks per step.
     xs = jnp.swapaxes(x, 0, 1)
     mask_t = None if mask is None else mask.T
@@ -160,7 +168,8 @@ def _lstm_layer(params: Params, x: jax.Array, mask, initial_carry, reverse: bool
         # The fast kernel takes the input projection for all steps at once, outside its loop. Transposing x (F wide)
         # before the projection, rather than its 4H-wide result, made the tutorial LSTM ~15% faster on XLA CPU.
         # As one 2-D matmul over all (step, row) pairs: its weight gradient is then a plain [T·B, F]ᵀ [T·B, 4H]
-        # contraction, where the 3-D form made XLA:CPU transpose dz and run a slow dot (T 400: 6.5 ms → see git log).
+        # contraction, where the 3-D form made XLA:CPU transpose dz and run a slow dot (benchmarks/RESULTS.md,
+        # LSTM cost growth).
         time, batch, features = xs.shape
         xw = (xs.reshape(time * batch, features) @ params["w_x"]).reshape(time, batch, -1) + _bias(params["b"], 3)
         kernel = lstm_kernel if implementation == "ffi" else lstm_fast
