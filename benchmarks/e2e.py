@@ -4,11 +4,14 @@ medjax and PyTorch alternating, every process printing one JSON line with its ``
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import statistics
 import subprocess
 import sys
-from typing import Callable
+import tempfile
+import time
+from typing import Any, Callable
 
 
 def parser(doc: str, data_dir: str) -> argparse.ArgumentParser:
@@ -41,6 +44,37 @@ def alternate(module: str, repeats: int, child_args: Callable[[str, dict], list[
             print(f"  {side} r{repeat}: epochs {', '.join(f'{s:.1f} s' for s in result['epoch_seconds'])}",
                   flush=True)
     return runs, facts
+
+
+def time_medjax_epochs(task_module: Any, epochs: int, before: Callable | None = None,
+                       after_epoch: Callable | None = None, **options) -> tuple[list[float], Any, Any]:
+    """Seconds of each of ``epochs`` epochs of a medjax task, as `medjax train` runs them: the task's data side, the
+    loop's own `setup` and `train_epoch`, in a temporary run folder that nothing is written to.
+
+    ``before(task, config)`` runs once before the first epoch, untimed; ``after_epoch(state, task, config, run)``
+    inside each epoch's time (e.g. scoring the validation split). Returns ``(seconds, task, run)``.
+    """
+    import jax
+
+    from medjax.train import loop
+    from medjax.train.progress import ProgressReporter
+
+    with tempfile.TemporaryDirectory() as workdir:
+        config = task_module.Config(workdir=workdir, epochs=epochs, **options)
+        task = task_module.build_task(config)
+        run = loop.setup(task, config)
+        if before is not None:
+            before(task, config)
+        reporter = ProgressReporter(epochs, run.steps_per_epoch, 0, show_bar=False, stream=io.StringIO())
+        state, step, seconds = run.state, 0, []
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            state, step, _ = loop.train_epoch(state, run.rng, task, config, run, epoch, step, reporter)
+            if after_epoch is not None:
+                after_epoch(state, task, config, run)
+            jax.block_until_ready(state)
+            seconds.append(time.perf_counter() - start)
+    return seconds, task, run
 
 
 def median_epoch(runs: dict, side: str, epochs: list[int]) -> float:

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
-import tempfile
 import time
 
 import numpy as np
@@ -32,26 +30,20 @@ RESULTS = pathlib.Path(__file__).parent / "results" / "e2e_medmnist.json"
 EPOCHS = 3
 
 
-def _medjax(data_dir: str) -> dict:
+def _medjax(data_dir: str, dataset: str) -> dict:
     import jax
 
     from medjax.tasks import medmnist
     from medjax.train import evaluation, loop
-    from medjax.train.progress import ProgressReporter
 
-    config = medmnist.Config(data_dir=data_dir, workdir=tempfile.mkdtemp(), epochs=EPOCHS, model="resnet18")
-    task = medmnist.build_task(config)
-    run = loop.setup(task, config)
-    reporter = ProgressReporter(EPOCHS, run.steps_per_epoch, 0, show_bar=False, stream=open(os.devnull, "w"))
-    state, step, seconds = run.state, 0, []
-    for epoch in range(1, EPOCHS + 1):
-        start = time.perf_counter()
-        state, step, _ = loop.train_epoch(state, run.rng, task, config, run, epoch, step, reporter)
+    def score_val(state, task, config, run):  # as `medjax train` does after every epoch
         predictions = loop.predict_split(state, task, "val", config.eval_batch_size, run.mesh, run.members)
         evaluation.score_split(task, predictions, "val")
-        seconds.append(time.perf_counter() - start)
+
+    seconds, _, run = e2e.time_medjax_epochs(medmnist, EPOCHS, after_epoch=score_val, data_dir=data_dir,
+                                             dataset=dataset, model="resnet18")
     return {"epoch_seconds": seconds, "jax": jax.__version__,
-            "facts": {"dataset": config.dataset, "steps_per_epoch": run.steps_per_epoch}}
+            "facts": {"dataset": dataset, "steps_per_epoch": run.steps_per_epoch}}
 
 
 def _torch(data_dir: str, dataset: str) -> dict:
@@ -127,7 +119,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", default="breastmnist", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.side:
-        result = _medjax(args.data_dir) if args.side == "medjax" else _torch(args.data_dir, args.dataset)
+        result = (_medjax if args.side == "medjax" else _torch)(args.data_dir, args.dataset)
         print(json.dumps(result))
         return 0
     return results_md.record_and_report(

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import tempfile
 import time
@@ -35,26 +34,17 @@ def _medjax(data_dir: str, batches_file: pathlib.Path) -> dict:
     import jax
 
     from medjax.tasks import ner
-    from medjax.train import batching, loop
-    from medjax.train.progress import ProgressReporter
+    from medjax.train import batching
 
-    config = ner.Config(data_dir=data_dir, workdir=tempfile.mkdtemp(), epochs=EPOCHS)
-    task = ner.build_task(config)
-    run = loop.setup(task, config)
-    split = task.splits["train"]
-    arrays = {}
-    for epoch in range(EPOCHS):
-        order = batching.epoch_order(config.seed, epoch, len(split))
-        for i, batch in enumerate(batching.padded_batches(split, config.batch_size, order)):
-            arrays.update({f"{epoch}/{i}/{name}": np.asarray(value) for name, value in batch.items()})
-    np.savez(batches_file, **arrays)
-    reporter = ProgressReporter(EPOCHS, run.steps_per_epoch, 0, show_bar=False, stream=open(os.devnull, "w"))
-    state, step, seconds = run.state, 0, []
-    for epoch in range(1, EPOCHS + 1):
-        start = time.perf_counter()
-        state, step, _ = loop.train_epoch(state, run.rng, task, config, run, epoch, step, reporter)
-        jax.block_until_ready(state)
-        seconds.append(time.perf_counter() - start)
+    def save_batches(task, config):  # the epochs' batches, in the loop's order, for the PyTorch process
+        split, arrays = task.splits["train"], {}
+        for epoch in range(EPOCHS):
+            order = batching.epoch_order(config.seed, epoch, len(split))
+            for i, batch in enumerate(batching.padded_batches(split, config.batch_size, order)):
+                arrays.update({f"{epoch}/{i}/{name}": np.asarray(value) for name, value in batch.items()})
+        np.savez(batches_file, **arrays)
+
+    seconds, task, run = e2e.time_medjax_epochs(ner, EPOCHS, before=save_batches, data_dir=data_dir)
     sizes = {"vocab": len(task.meta["vocab"]["tokens"]), "tags": len(task.meta["tags"]), "cases": len(ner.CASES)}
     return {"epoch_seconds": seconds, "jax": jax.__version__,
             "facts": {"sizes": sizes, "steps_per_epoch": run.steps_per_epoch}}
