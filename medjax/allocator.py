@@ -5,7 +5,9 @@ blocks above an adaptive threshold served by ``mmap`` and returned at once) ever
 a transformer maps fresh pages and faults on each of them: 202,537 page faults a step for ResNet-18 (28) at batch 128,
 410,628 for a 4 × 256 transformer at T = 256, where PyTorch's step has none (2-core AMD EPYC, ``../shared/PERF-NOTES.md``).
 One arena and thresholds above the scratch block keep the memory mapped between steps: 6 and 0 faults, and the
-transformer's step 3,884 → 3,423 ms.
+transformer's step 3,884 → 3,423 ms. The heap can still grow by one scratch block once or twice in a process's life
+(threads free in an order that leaves no free chunk large enough; seen with another process on the cores): a bounded
+warm-up, after which calls fault no more.
 
 The three settings are made through ``mallopt`` (each value a C ``int``: a larger one would silently overflow):
 ``M_ARENA_MAX = 1``, ``M_MMAP_THRESHOLD = 2**31 - 1``, ``M_TRIM_THRESHOLD = 2**31 - 1``. They are not made when the

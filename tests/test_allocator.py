@@ -51,12 +51,13 @@ from medjax.nn.conv import TutorialCNN
 model, x = TutorialCNN(num_classes=2), jnp.ones((256, 28, 28, 1))
 variables = model.init(jax.random.key(0), x)
 f = jax.jit(jax.grad(lambda v, x: model.apply(v, x).sum()))
-for _ in range(2):
+jax.block_until_ready(f(variables, x))
+faults = []
+for _ in range(9):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     jax.block_until_ready(f(variables, x))
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(3):
-    jax.block_until_ready(f(variables, x))
-print(medjax.ALLOCATOR_DEFAULTS, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(medjax.ALLOCATOR_DEFAULTS, *faults)
 """
 
 
@@ -66,9 +67,13 @@ def test_the_settings_remove_the_page_faults_of_each_execution():
         env = {k: v for k, v in os.environ.items() if k not in allocator.USER_VARIABLES and k != "XLA_FLAGS"}
         out = subprocess.run([sys.executable, "-c", FAULTS], env={**env, "JAX_PLATFORMS": "cpu", **extra},
                              capture_output=True, text=True, check=True).stdout.split()
-        return out[0], float(out[1])
+        return out[0], sorted(int(n) for n in out[1:])
 
     (set_, with_defaults), (unset, without) = faults(), faults(MEDJAX_MALLOC_DEFAULTS="0")
     assert (set_, unset) == ("True", "False")
-    # measured: ~28,600 against 0 a call on a 2-core AMD EPYC
-    assert without > 5000 and with_defaults < 50, (with_defaults, without)
+    # Without the settings every call maps its scratch afresh: ~28,400 faults each on a 2-core AMD EPYC. With them the
+    # typical call has none. The heap may still grow by one scratch block (~28,400 faults) once or twice in a
+    # process's life, when threads free in an order that leaves no free chunk large enough (seen with another JAX
+    # process on the cores: `brk` between calls, then none again), so the median call is what is held to zero.
+    assert without[0] > 5000, without
+    assert with_defaults[len(with_defaults) // 2] < 50, with_defaults
