@@ -19,10 +19,20 @@ formula (on CPU) or a fused kernel of `jax.nn` (on GPU); `medjax.nn.multihead.Mu
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _cotangent_as(x: jax.Array, dtype) -> jax.Array:
+    """``x`` unchanged; its cotangent is cast to ``dtype`` on the way back."""
+    return x
+
+
+_cotangent_as.defvjp(lambda x, dtype: (x, None), lambda dtype, _, g: (g.astype(dtype),))
 
 
 def attention_weights(q: jax.Array, k: jax.Array, mask: jax.Array | None = None, bias: jax.Array | None = None):
@@ -43,9 +53,11 @@ def attention_weights(q: jax.Array, k: jax.Array, mask: jax.Array | None = None,
       >>> attention_weights(q, k).shape  # each of the 2 x 5 rows sums to 1
       (2, 5, 5)
     """
-    # Scores and softmax in at least f32, also for bf16/f16 inputs: the exponent overflows half precision.
+    # Scores and softmax in at least f32, also for bf16/f16 inputs: the exponent overflows half precision. The
+    # scores' gradient goes back in the inputs' dtype, so the two backward matmuls run in it too.
     dtype = jnp.promote_types(q.dtype, jnp.float32)
-    e = jnp.einsum("...qd,...kd->...qk", q, k, preferred_element_type=dtype) / math.sqrt(q.shape[-1])
+    e = jnp.einsum("...qd,...kd->...qk", q, k, preferred_element_type=dtype)
+    e = (_cotangent_as(e, q.dtype) if q.dtype != dtype else e) / math.sqrt(q.shape[-1])
     if bias is not None:
         e = e + jnp.broadcast_to(bias, e.shape).astype(dtype)
     if mask is None:

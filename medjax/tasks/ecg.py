@@ -35,6 +35,7 @@ from medjax.data.splits import ArraySplit
 from medjax.errors import ConfigError, DataError
 from medjax.nn.beat_classifiers import BeatCNN, BeatLSTM, BeatTransformer
 from medjax.tasks.common import class_columns, conformal_columns, softmax_head
+from medjax.train import precision
 from medjax.train.batching import ArraySpec
 from medjax.train.config import TrainConfig, option
 from medjax.train.metrics import Mean
@@ -188,6 +189,7 @@ def baseline_features(arrays: dict[str, np.ndarray]) -> np.ndarray:
     return np.concatenate([arrays["rr"], arrays["window"][:, ::_BASELINE_DECIMATION]], axis=1)
 
 
+@precision.follows_config
 def build_model(config: Config, meta: dict):
     """The beat classifier ``config.model`` over ``window`` and ``rr``, one logit per class of ``meta``."""
     num_classes = len(meta["class_names"])

@@ -31,7 +31,7 @@ from medjax.metrics.classification import medmnist_acc, medmnist_auc
 from medjax.nn.conv import TutorialCNN
 from medjax.nn.resnet import ResNet18, ResNet50
 from medjax.tasks.common import carried, class_columns, conformal_columns
-from medjax.train import losses
+from medjax.train import losses, precision
 from medjax.train.batching import ArraySpec
 from medjax.train.config import TrainConfig, option
 from medjax.train.metrics import Mean
@@ -119,6 +119,7 @@ def score(predictions: dict[str, np.ndarray], task_type: str) -> dict[str, float
     return {"auc": medmnist_auc(labels, scores, task_type), "acc": medmnist_acc(labels, scores, task_type)}
 
 
+@precision.follows_config
 def build_model(config: Config, meta: dict) -> nn.Module:
     """The network named by ``config.model``, scaling uint8 images inside the jitted step."""
     backbone = MODELS[config.model](num_classes=meta["num_classes"])

@@ -39,6 +39,7 @@ from medjax.errors import ConfigError, UserError
 from medjax.metrics.classification import accuracy, roc_auc
 from medjax.tasks.common import carried, conformal_columns, softmax_head, split_fractions, texts, vocabulary
 from medjax.tasks.textclf import build_classifier
+from medjax.train import precision
 from medjax.train.batching import ArraySpec
 from medjax.train.config import TrainConfig, option
 from medjax.train.losses import mse, softmax_cross_entropy
@@ -225,6 +226,7 @@ def load_dataset(config: Config, meta: dict | None = None) -> Dataset:
     return Dataset(data, parts, task_type, vocab, float(train_targets.mean()), float(train_targets.std()) or 1.0)
 
 
+@precision.follows_config
 def build_model(config: Config, meta: dict):
     """The BiLSTM or transformer of a run, with one output (regression) or two logits."""
     outputs = 1 if meta["task_type"] == "regression" else 2

@@ -34,6 +34,7 @@ from medjax.metrics.entities import entity_prf
 from medjax.nn.crf import constrain, crf_log_likelihood, iob2_allowed, viterbi_decode
 from medjax.nn.taggers import BiLSTMTagger, TransformerTagger
 from medjax.tasks.common import vocabulary
+from medjax.train import precision
 from medjax.train.batching import ArraySpec
 from medjax.train.config import TrainConfig, option
 from medjax.train.losses import masked_mean, softmax_cross_entropy
@@ -120,6 +121,7 @@ def case_pattern(token: str) -> int:
     return CASES.index("mixed")
 
 
+@precision.follows_config
 def build_model(config: Config, meta: dict):
     """The tagger of a run, from its config and meta (vocabulary, tags, buckets)."""
     return build_tagger(config, len(meta["vocab"]["tokens"]), len(meta["tags"]), meta["buckets"][-1])

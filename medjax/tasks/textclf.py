@@ -29,6 +29,7 @@ from medjax.errors import ConfigError
 from medjax.metrics.classification import accuracy, macro_f1
 from medjax.nn.text_classifiers import LSTMTextClassifier, TransformerTextClassifier
 from medjax.tasks.common import class_columns, conformal_columns, softmax_head, split_fractions, texts, vocabulary
+from medjax.train import precision
 from medjax.train.batching import ArraySpec
 from medjax.train.config import TrainConfig, option
 from medjax.train.losses import softmax_cross_entropy
@@ -83,6 +84,7 @@ def smoke_config(**overrides: Any) -> Config:
     return Config(**{**small, **overrides})
 
 
+@precision.follows_config
 def build_model(config: Config, meta: dict):
     """The classifier of a run, from its config and meta (vocabulary, classes, buckets)."""
     return build_classifier(config, len(meta["vocab"]["tokens"]), len(meta["class_names"]), meta["buckets"][-1])

@@ -37,6 +37,7 @@ from medjax.data.vocab import pad_batch
 from medjax.errors import ConfigError, DataError, MissingPath
 from medjax.nn import decoding
 from medjax.tasks.common import split_fractions, texts
+from medjax.train import precision
 from medjax.train.batching import ArraySpec
 from medjax.train.config import TrainConfig, option
 from medjax.train.losses import masked_mean
@@ -187,6 +188,7 @@ def translation_loss(logits: jax.Array, batch, smoothing: float):
                   "nll": Mean.of(nll, where=mask)}
 
 
+@precision.follows_config
 def build_model(config: Config, meta: dict) -> nn.Module:
     """The seq2seq model over the run's subword vocabulary (``meta["vocab_size"]``), positions up to its last bucket."""
     vocab, max_len = meta["vocab_size"], meta["buckets"][-1]

@@ -39,6 +39,7 @@ from medjax.metrics import ranking
 from medjax.metrics.ranking import ranking_metrics
 from medjax.nn.event_models import ENCODERS, EventRecommender
 from medjax.tasks.common import split_fractions
+from medjax.train import precision
 from medjax.train.batching import ArraySpec
 from medjax.train.config import TrainConfig, option
 from medjax.train.losses import sigmoid_cross_entropy
@@ -239,6 +240,7 @@ def predict(logits: jax.Array, batch) -> dict:
             **({"labels": batch["labels"]} if "labels" in batch else {})}
 
 
+@precision.follows_config
 def build_model(config: Config, meta: dict) -> FromBatch:
     """The recommender over the run's concept vocabulary, one logit per drug of ``meta``."""
     model = EventRecommender(meta["concept_vocab_size"], len(meta["drug_concept_ids"]), config.model,

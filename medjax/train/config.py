@@ -118,6 +118,12 @@ def _optimizers() -> tuple[str, ...]:
     return tuple(optim.OPTIMIZERS)
 
 
+def _precisions() -> tuple[str, ...]:
+    from medjax.train import precision
+
+    return tuple(precision.POLICIES)
+
+
 def _schedules() -> tuple[str, ...]:
     from medjax.train import optim
 
@@ -155,6 +161,9 @@ class TrainConfig:
                                             "is calibrated to it", above=0.0)
     dp_delta: float = option(1e-5, "DP-SGD: delta, below 1/(training examples)", above=0.0)
     dp_clip: float = option(1.0, "DP-SGD: each example's gradient is clipped to this L2 norm", above=0.0)
+    precision: str = option("fp32", "fp32, or bf16: matmuls and convolutions in bfloat16, parameters, optimizer "
+                                    "state, losses and metrics in float32 (medjax.train.precision)",
+                            choices=_precisions, missing="fp32")
     overwrite: bool = option(False, "train in a work folder that holds files of something else (another task, "
                                     "another config, not a medjax run): move them aside into <workdir>/previous-<n>/ "
                                     "first; nothing is deleted")
