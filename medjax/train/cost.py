@@ -5,8 +5,10 @@ optimizer's state included), the FLOPs per
 example of the compiled inference step (XLA's own cost analysis of ``model.apply`` at batch 64 shaped as the batch the
 run was initialised on, divided by 64), the
 latency per example at batch 1 and at batch 64 (median of 20 timed calls after a warm-up, on the default device) and
-the compiled step's memory (arguments, outputs and XLA's temporaries, from ``memory_analysis``). Written to
-``<workdir>/cost.json`` and printed.
+the compiled step's memory (arguments, outputs and XLA's temporaries, from ``memory_analysis``), and the precision:
+the run's ``--precision``, the dtype each layer's output is computed in, and the bytes of all layers' outputs at batch
+64 (halved under ``bf16``; nested modules count once per level, so this measures precision, not peak memory).
+Written to ``<workdir>/cost.json`` and printed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from medjax.train.workdir import write_atomically
@@ -48,6 +51,35 @@ def example_batch(init_batch: dict, count: int) -> dict[str, np.ndarray]:
             for name, spec in init_batch.items()}
 
 
+def layer_outputs(model, variables, batch: dict) -> dict[str, jax.ShapeDtypeStruct]:
+    """Each module's output (its path, e.g. ``layer1_0/conv1`` -> shape and dtype) in an inference call, traced
+    without computing."""
+    def capture(v, b):
+        return model.apply(v, b, train=False, capture_intermediates=True, mutable=["intermediates"])[1]
+
+    found = jax.eval_shape(capture, variables, batch)["intermediates"]
+
+    def name(path) -> str:  # ['layer1_0']['conv1']['__call__'][0] -> layer1_0/conv1; the model itself is "(model)"
+        return "/".join(str(k.key) for k in path if isinstance(k, jax.tree_util.DictKey) and k.key != "__call__") \
+            or "(model)"
+
+    return {name(path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(found)}
+
+
+def precision_figures(model, variables, batch: dict, precision: str) -> dict[str, Any]:
+    outputs = layer_outputs(model, variables, batch)
+    floating = {path: leaf for path, leaf in outputs.items() if jnp.issubdtype(leaf.dtype, jnp.floating)}
+    counts: dict[str, int] = {}
+    for leaf in floating.values():
+        counts[str(leaf.dtype)] = counts.get(str(leaf.dtype), 0) + 1
+    return {
+        "precision": precision,
+        "layer_output_dtypes": ", ".join(f"{n} {dtype}" for dtype, n in sorted(counts.items())),
+        "layer_output_bytes_batch_64": int(sum(leaf.size * leaf.dtype.itemsize for leaf in floating.values())),
+        "layers": {path: str(leaf.dtype) for path, leaf in floating.items()},
+    }
+
+
 def cost_report(workdir: str | pathlib.Path) -> dict[str, Any]:
     """Measures a run's model as the module docstring says, from the loaded run alone (no data); returns (and
     writes) the figures. An ensemble is measured by its first member."""
@@ -56,10 +88,12 @@ def cost_report(workdir: str | pathlib.Path) -> dict[str, Any]:
 
     run = load(workdir)
     variables = ensemble.member(run.variables, 0) if run.members > 1 else run.variables
-    return measure(run.model, variables, example_batch(run.meta["init_batch"], 64), run.workdir, run.task)
+    return measure(run.model, variables, example_batch(run.meta["init_batch"], 64), run.workdir, run.task,
+                   getattr(run.config, "precision", "fp32"))
 
 
-def measure(model, variables, batch64: dict, workdir: pathlib.Path, task_name: str) -> dict[str, Any]:
+def measure(model, variables, batch64: dict, workdir: pathlib.Path, task_name: str,
+            precision: str = "fp32") -> dict[str, Any]:
     """`cost_report` of ``model`` with ``variables`` on a batch of 64 (cut to one for the batch-1 latency)."""
     workdir = pathlib.Path(workdir)
     size = len(next(iter(batch64.values())))
@@ -89,6 +123,7 @@ def measure(model, variables, batch64: dict, workdir: pathlib.Path, task_name: s
         "latency_ms_per_example_batch_64": seconds64 * 1e3 / size,
         "batch_64_examples": size,
         "compiled_memory_bytes_batch_64": peak,
+        **precision_figures(model, variables, batch64, precision),
     }
     write_atomically(workdir / "cost.json", json.dumps(figures, indent=2) + "\n")
     return figures

@@ -102,6 +102,10 @@ class Mixed:
 
         with nn.intercept_methods(cast_inputs):
             out = self.model.apply(variables, *args, **kwargs)
+        if kwargs.get("mutable", False) is not False:
+            # (outputs, updated collections): batch statistics are float32 already; captured intermediates keep the
+            # dtype they were computed in.
+            return cast_floating(out[0], jnp.float32), out[1]
         return cast_floating(out, jnp.float32)
 
     def __getattr__(self, name):

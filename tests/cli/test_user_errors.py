@@ -47,6 +47,7 @@ CASES = [
     ("missing data folder", "{train_img} --data-dir {root}/nowhere", "{root}/nowhere"),
     ("batch size 0", "{train_img} --data-dir {npz} --batch-size 0", "--batch-size: expected"),
     ("unknown model", "{train_img} --data-dir {npz} --model vgg", "--model: expected one of"),
+    ("unsupported precision", "{train_img} --data-dir {npz} --precision fp8", "--precision: expected one of fp32, bf16"),
     ("DP delta too large", "{train_img} --data-dir {npz} --dp-epsilon 8 --dp-delta 0.01",
      "--dp-delta: expected 0 < delta < 1/546"),
     ("too many devices", "{train_img} --data-dir {npz} --num-devices 99", "--num-devices"),

@@ -2,9 +2,12 @@
 bfloat16, parameters and gradients stay float32, the CRF stays float32, and loss and gradients equal float32's within
 bfloat16's rounding."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from medjax.nn.conv import TutorialCNN
@@ -12,6 +15,7 @@ from medjax.nn.resnet import BasicBlock, ResNet
 from medjax.nn.taggers import BiLSTMTagger
 from medjax.nn.text_classifiers import TransformerTextClassifier
 from medjax.nn.transformer_seq2seq import TransformerSeq2Seq
+from medjax.train import loop
 from medjax.train.precision import Mixed, policy_of
 
 rng = np.random.default_rng(0)
@@ -129,3 +133,28 @@ def test_fp32_is_the_model_itself_and_equal_policies_hash_equal():
     assert policy_of("fp32").wrap(model) is model
     a, b = policy_of("bf16").wrap(model), policy_of("bf16").wrap(TutorialCNN(num_classes=2))
     assert isinstance(a, Mixed) and a == b and hash(a) == hash(b)
+
+
+@pytest.mark.filterwarnings("ignore:Sharding info not provided")
+def test_a_bf16_run_keeps_float32_state_resumes_exactly_and_evaluates_to_its_results(tiny_task, tiny_config, tmp_path):
+    task = tiny_task(batch_norm=True, dropout=0.2)
+    task = dataclasses.replace(task, model=policy_of("bf16").wrap(task.model))
+
+    def config(name):
+        return tiny_config(tmp_path / name, precision="bf16", num_devices=1)
+
+    whole = loop.train(task, config("whole"), "blobs")
+    assert loop.train(task, config("cut"), "blobs", stop_after_epoch=1) is None
+    resumed = loop.train(task, config("cut"), "blobs")
+    assert {k: v for k, v in resumed.items() if k != "wall_seconds"} == {
+        k: v for k, v in whole.items() if k != "wall_seconds"}
+    saved = {run: {item: ocp.PyTreeCheckpointer().restore(
+        (tmp_path / run / "checkpoints" / "latest" / "3" / item).absolute()) for item in ("model", "train")}
+        for run in ("whole", "cut")}
+    jax.tree_util.tree_map(np.testing.assert_array_equal, saved["cut"], saved["whole"])
+    floating = [np.asarray(x).dtype for x in jax.tree_util.tree_leaves(saved["whole"])
+                if jnp.issubdtype(np.asarray(x).dtype, jnp.floating)]
+    # Parameters, batch statistics and both Adam moments: float32 only.
+    assert floating and set(floating) == {np.dtype(np.float32)}
+    again = loop.evaluate(task, config("whole"))
+    assert again == {"best_epoch": whole["best_epoch"], **{k: v for k, v in whole.items() if k.startswith("test_")}}
