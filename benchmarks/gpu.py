@@ -214,16 +214,16 @@ def jax_worker(out_dir: pathlib.Path, parts: list[str], tiny: bool, steps: int, 
 
             def one(name=name, sizes=sizes, start=start, mixed=mixed):
                 prepared = medjax_step.prepare(name, sizes, 0, start)
-                ran = medjax_step.run(name, sizes, start, steps, warmup, jnp.bfloat16 if mixed else None)
+                ran = medjax_step.run(name, sizes, start, steps, warmup, "bf16" if mixed else "fp32")
                 return {**_without_steps(ran), "sizes": sizes, "float32_first_loss": prepared}
 
             record("workloads", name, one)
     if "lstm" in parts:
         sizes, start = (_sizes("lstm", {}, True) if tiny else LSTM_LARGE), out_dir / "start" / "lstm-large.npz"
         record("lstm", "prepare", lambda: {"first_loss": medjax_step.prepare("lstm", sizes, 0, start), "sizes": sizes})
-        for label, dtype in (("medjax scan f32", None), ("medjax scan bf16", jnp.bfloat16)):
-            record("lstm", label, lambda dtype=dtype: _without_steps(
-                medjax_step.run("lstm", sizes, start, steps, warmup, dtype)))
+        for label, precision in (("medjax scan f32", "fp32"), ("medjax scan bf16", "bf16")):
+            record("lstm", label, lambda precision=precision: _without_steps(
+                medjax_step.run("lstm", sizes, start, steps, warmup, precision)))
         record("lstm", "jax.experimental.rnn cuDNN f32",
                lambda: _jax_cudnn_lstm(start, sizes, steps, warmup, reference=False))
         if device.platform == "cpu":

@@ -14,11 +14,11 @@ from typing import Any, Callable, Mapping
 
 import flax
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
 from benchmarks import measure, workloads
+from medjax.train.precision import policy_of
 
 # Both sides train with Adam at the tutorial's learning rate and the libraries' common defaults (b1 0.9, b2 0.999,
 # eps 1e-8), so the update does the same arithmetic.
@@ -27,28 +27,21 @@ LEARNING_RATE = 1e-3
 State = dict[str, Any]
 
 
-def cast_floats(tree: Any, dtype: Any) -> Any:
-    """``tree`` with its floating leaves cast to ``dtype`` (integer and bool leaves, e.g. labels and masks, kept)."""
-    return jax.tree_util.tree_map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
-
-
-def train_step(loss: Callable, model: Any, tx: optax.GradientTransformation, compute_dtype: Any, state: State,
+def train_step(loss: Callable, model: Any, tx: optax.GradientTransformation, state: State,
                batch: Mapping[str, jax.Array]):
     """One training step: ``(state, batch) -> (state, loss before the update)``.
 
     Args:
       loss: the workload's ``loss(model, variables, batch) -> (scalar, updated collections)``.
-      model: the workload's Linen module.
+      model: the workload's Linen module, under the run's precision policy (`medjax.train.precision`: with ``bf16``
+        the forward and backward passes compute in bfloat16 on a copy of the float32 parameters, as `medjax train
+        --precision bf16` does; the update stays float32).
       tx: the optimizer.
-      compute_dtype: None for float32 throughout; ``jnp.bfloat16`` for mixed precision: the forward and backward
-        passes run on a bfloat16 copy of the float32 parameters (as PyTorch's autocast does), the update in float32.
       state: ``{"params", "collections" (batch statistics and the like, possibly empty), "opt_state"}``.
-      batch: the workload's inputs and targets (already in ``compute_dtype``).
+      batch: the workload's inputs and targets (float32; the policy casts what the model's layers receive).
     """
 
     def objective(params):
-        if compute_dtype is not None:
-            params = cast_floats(params, compute_dtype)
         return loss(model, {"params": params, **state["collections"]}, batch)
 
     (value, collections), grads = jax.value_and_grad(objective, has_aux=True)(state["params"])
@@ -65,15 +58,16 @@ def initial_state(variables: Mapping[str, Any], tx: optax.GradientTransformation
 
 
 def compile_step(name: str, sizes: Mapping[str, int], state: State, batch: Mapping[str, jax.Array],
-                 compute_dtype: Any = None):
-    """Lowers and compiles workload ``name``'s training step for these shapes (see `train_step` for ``compute_dtype``).
+                 precision: str = "fp32"):
+    """Lowers and compiles workload ``name``'s training step for these shapes under ``precision`` (`train_step`).
 
     Returns:
       (compiled step, seconds to trace and lower, seconds to compile).
     """
     module = workloads.medjax_module(name)
     step = jax.jit(
-        functools.partial(train_step, module.loss, module.make_model(sizes), optax.adam(LEARNING_RATE), compute_dtype),
+        functools.partial(train_step, module.loss, policy_of(precision).wrap(module.make_model(sizes)),
+                          optax.adam(LEARNING_RATE)),
         donate_argnums=0,
     )
     start = time.perf_counter()
@@ -98,17 +92,15 @@ def prepare(name: str, sizes: Mapping[str, int], seed: int, path: str) -> float:
     return float(value)
 
 
-def run(name: str, sizes: Mapping[str, int], start_path: str, steps: int, warmup: int, compute_dtype: Any = None
+def run(name: str, sizes: Mapping[str, int], start_path: str, steps: int, warmup: int, precision: str = "fp32"
         ) -> dict:
-    """Times workload ``name``'s training step from the start saved at ``start_path``; returns the record.
-
-    ``compute_dtype``: see `train_step`; the batch's float inputs are cast to it once, before timing.
-    """
+    """Times workload ``name``'s training step under ``precision`` (`train_step`) from the start saved at
+    ``start_path``; returns the record."""
     batch_np, variables = workloads.load_start(start_path)
     tx = optax.adam(LEARNING_RATE)
     state = initial_state(variables, tx)
-    batch = jax.device_put(batch_np if compute_dtype is None else cast_floats(batch_np, compute_dtype))
-    compiled, lower_s, compile_s = compile_step(name, sizes, state, batch, compute_dtype)
+    batch = jax.device_put(batch_np)
+    compiled, lower_s, compile_s = compile_step(name, sizes, state, batch, precision)
 
     start = time.perf_counter()
     state, first_loss = jax.block_until_ready(compiled(state, batch))
@@ -138,6 +130,6 @@ def run(name: str, sizes: Mapping[str, int], start_path: str, steps: int, warmup
         "faults_per_step": faults,
         "peak_rss_bytes": measure.peak_rss_bytes(),
         "device_peak_bytes": (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use"),
-        "compute_dtype": None if compute_dtype is None else jnp.dtype(compute_dtype).name,
+        "precision": precision,
         "param_count": int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(state["params"]))),
     }

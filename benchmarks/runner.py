@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--growth-steps", type=int, default=50, help="timed steps per growth point (default: 50)")
     parser.add_argument("--growth-repeats", type=int, default=1, help="processes per growth point (default: 1)")
     parser.add_argument("--threads", type=int, default=0, help="PyTorch threads (0: every available CPU, as XLA)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="bf16: medjax's --precision bf16 against torch.autocast(bfloat16), the convolutional "
+                             "twins channels-last; the first-loss check then allows bfloat16's rounding")
     parser.add_argument("--no-malloc-tuning", action="store_true",
                         help=f"do not set {' '.join(f'{k}={v}' for k, v in measure.MALLOC_TUNING.items())} "
                              "(set by default, for both frameworks alike)")
@@ -142,7 +145,7 @@ class Launcher:
         out = self.run_dir / "runs" / f"{name}.json"
         command = [sys.executable, "-m", "benchmarks.worker", task, "--workload", workload, "--out", str(out),
                    "--seed", str(self.args.seed), "--steps", str(steps), "--warmup", str(self.args.warmup),
-                   "--threads", str(self.args.threads)]
+                   "--threads", str(self.args.threads), "--precision", self.args.precision]
         for tag, sizes in cases.items():
             command += ["--sizes", json.dumps(dict(sizes)), "--start", str(self.start_path(tag))]
         log_path = self.run_dir / "logs" / f"{name}.log"
@@ -250,12 +253,19 @@ def growth_points(records: list[dict], cases: Mapping[str, Case]) -> list[dict]:
     return points
 
 
+# The CPU features that decide how fast float32 and bfloat16 matmuls can be (AMX and AVX512-BF16 have bf16 dot
+# instructions; without them bfloat16 is converted to float32 around every matmul).
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
 def machine_facts() -> dict[str, Any]:
-    """The machine, for the report: CPU model, CPUs, memory, OS, Python."""
+    """The machine, for the report: CPU model, the vector and bfloat16 features it has, CPUs, memory, OS, Python."""
     cpuinfo = pathlib.Path("/proc/cpuinfo")
     lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
     cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cpus": os.cpu_count(), "cpus_available": len(os.sched_getaffinity(0)),
+    flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
+    return {"cpu": cpu, "cpu_flags": [f for f in CPU_FLAGS if f in flags],
+            "cpus": os.cpu_count(), "cpus_available": len(os.sched_getaffinity(0)),
             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
             "os": platform.platform(), "python": platform.python_version(), "load_average_1m": os.getloadavg()[0]}
 
@@ -304,6 +314,14 @@ def load_run(run_dir: pathlib.Path) -> tuple[list[dict], dict[str, dict], dict[s
     return records, prepared, cases
 
 
+def _precision(records: list[dict]) -> str:
+    if all(r.get("precision", "fp32") == "fp32" for r in records):
+        return "Precision: float32 on both sides."
+    return ("Precision: bf16 on both sides: medjax's `--precision bf16` policy (float32 parameters and Adam, "
+            "bfloat16 matmuls and convolutions) against PyTorch under `torch.autocast(\"cpu\", torch.bfloat16)`, the "
+            "convolutional twins channels-last.")
+
+
 def write_report(run_dirs: list[pathlib.Path], out_dir: pathlib.Path) -> tuple[str, dict[str, dict]]:
     """Builds ``summary.json``, ``table.md``, ``report.md`` and the growth plots in ``out_dir`` from the records of one
     run folder or several (e.g. light and heavy workloads run apart). Returns (the report, the summary)."""
@@ -334,14 +352,15 @@ def write_report(run_dirs: list[pathlib.Path], out_dir: pathlib.Path) -> tuple[s
     for run in runs:
         machine = run.get("machine")
         lines.append(f"- `{run.get('command', 'command not recorded')}`" + (
-            f" on {machine['cpu']}, {machine['cpus_available']} of {machine['cpus']} CPUs, "
+            f" on {machine['cpu']} ({', '.join(machine.get('cpu_flags', [])) or 'CPU flags not recorded'}), "
+            f"{machine['cpus_available']} of {machine['cpus']} CPUs, "
             f"{machine['memory_gib']} GiB, {machine['os']}; started {run['started']}, "
             f"load average {machine['load_average_1m']:.2f}"
             if machine else f" (folder {run['folder']})"))
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in facts["versions"].items()) + ".", "",
               "Environment of the processes: " + "; ".join(", ".join(f"`{k}={v}`" for k, v in env.items()) or "none"
                                                            for env in facts["env"]) + ".",
-              "", _contention(records), "", table]
+              "", _precision(records), "", _contention(records), "", table]
     if points:
         lines += ["", report.growth_markdown(points, titles), ""]
     lines += [f"![{plot.stem}]({plot.name})" for plot in plot_paths]

@@ -21,6 +21,8 @@ from benchmarks import measure
 
 # What a worker can be asked to do: "prepare" writes starts (.npz) and medjax's first losses; the rest time a step.
 TASKS = ("prepare", "medjax", "torch", "torch-compile")
+# Workloads whose PyTorch twin runs channels-last under bf16, where oneDNN's bfloat16 convolutions want NHWC.
+CONVOLUTIONAL = ("cnn", "resnet18")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -35,6 +37,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=100, help="timed steps")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps after the first (compiling) one")
     parser.add_argument("--threads", type=int, default=0, help="PyTorch intra-op threads (0: every available CPU)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="bf16: medjax's --precision bf16 policy; PyTorch under torch.autocast(bfloat16), the "
+                             "convolutional twins channels-last")
     args = parser.parse_args(argv)
     args.sizes = args.sizes or ["{}"]
     if len(args.sizes) != len(args.start) or (args.task != "prepare" and len(args.start) > 1):
@@ -61,13 +66,18 @@ def run(args: argparse.Namespace) -> dict:
             return {"status": "ok", "cases": cases}
         sizes = workloads.parse_sizes(defaults, overrides[0])
         return {"status": "ok", "sizes": sizes,
-                **medjax_step.run(args.workload, sizes, args.start[0], args.steps, args.warmup)}
+                **medjax_step.run(args.workload, sizes, args.start[0], args.steps, args.warmup, args.precision)}
+    import torch
+
     from benchmarks import torch_step
 
+    mixed = args.precision == "bf16"
     # The twin takes the sizes the medjax side resolved (the runner passes all of them): it has no defaults of its own.
-    return {"sizes": overrides[0], **torch_step.run(args.workload, overrides[0], args.start[0], args.steps, args.warmup,
-                                                     compile=args.task == "torch-compile",
-                                                     threads=args.threads or None)}
+    return {"sizes": overrides[0], "precision": args.precision,
+            **torch_step.run(args.workload, overrides[0], args.start[0], args.steps, args.warmup,
+                             compile=args.task == "torch-compile", threads=args.threads or None,
+                             amp_dtype=torch.bfloat16 if mixed else None,
+                             channels_last=mixed and args.workload in CONVOLUTIONAL)}
 
 
 def main(argv: list[str] | None = None) -> int:
