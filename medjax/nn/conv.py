@@ -128,17 +128,20 @@ def _winograd_fits(kernel_shape, stride: int, padding: Padding) -> bool:
     return tuple(kernel_shape[:2]) == (3, 3) and stride == 1 and padding in (1, "SAME")
 
 
-def choose_implementation(x_shape, kernel_shape, stride: int, padding: Padding, platform: str | None = None) -> str:
+def choose_implementation(x_shape, kernel_shape, stride: int, padding: Padding, platform: str | None = None,
+                          dtype=jnp.float32) -> str:
     """The kernel ``Conv2D(implementation="auto")`` runs: Winograd F(2×2, 3×3) (`medjax.nn.winograd`) on CPU for
-    3×3, stride-1, padding-1 layers of at least 128 input and output channels on maps of at most 14×14 pixels, else
-    XLA's convolution.
+    float32, 3×3, stride-1, padding-1 layers of at least 128 input and output channels on maps of at most 14×14
+    pixels, else XLA's convolution. (In bfloat16 its transforms would add rounding of their own, and it was measured
+    in float32 only.)
 
     Measured on a 2-core AMD EPYC (`benchmarks/results/conv_kernels.json`, forward + backward per layer at batch
     128): Winograd is 0.90× XLA at 14×14×128, 0.96× at 7×7×256 and 0.89× at 4×4×512, and *slower* at 28×28×64
     (1.10×) and on the tutorial CNN's layers (1.34–1.56×), where its memory-bound transforms outweigh the 2.25×
     fewer multiplies. On GPU, cuDNN chooses its own algorithms.
     """
-    if (platform or jax.default_backend()) != "cpu" or not _winograd_fits(kernel_shape, stride, padding):
+    if ((platform or jax.default_backend()) != "cpu" or jnp.dtype(dtype) != jnp.float32
+            or not _winograd_fits(kernel_shape, stride, padding)):
         return "xla"
     _, height, width, _ = x_shape
     _, _, c_in, c_out = kernel_shape
@@ -187,7 +190,8 @@ class Conv2D(nn.Module):
             params["bias"] = self.param("bias", torch_default_bias_init(kh * kw * in_channels), (self.features,))
         implementation = self.implementation
         if implementation == "auto":
-            implementation = choose_implementation(x.shape, params["kernel"].shape, self.stride, self.padding)
+            implementation = choose_implementation(x.shape, params["kernel"].shape, self.stride, self.padding,
+                                                   dtype=jnp.result_type(x, params["kernel"]))
         if implementation == "xla":
             return conv2d(params, x, self.padding, stride=self.stride)
         if implementation != "winograd":

@@ -62,6 +62,8 @@ def test_refuses_other_kernel_sizes():
 def test_auto_chooses_winograd_only_where_it_was_measured_faster(x_shape, kernel_shape, stride, padding, platform,
                                                                  want):
     assert choose_implementation(x_shape, kernel_shape, stride, padding, platform) == want
+    # bfloat16 (--precision bf16) stays on XLA's convolution: Winograd was measured in float32 only.
+    assert choose_implementation(x_shape, kernel_shape, stride, padding, platform, jnp.bfloat16) == "xla"
 
 
 @pytest.mark.parametrize("use_bias", [False, True])

@@ -158,3 +158,24 @@ def test_a_bf16_run_keeps_float32_state_resumes_exactly_and_evaluates_to_its_res
     assert floating and set(floating) == {np.dtype(np.float32)}
     again = loop.evaluate(task, config("whole"))
     assert again == {"best_epoch": whole["best_epoch"], **{k: v for k, v in whole.items() if k.startswith("test_")}}
+
+
+def test_attention_receives_bfloat16_heads_that_cudnn_would_take(monkeypatch):
+    from medjax.nn import attention_kernels, multihead
+
+    seen = []
+
+    def recording(q, k, v, mask=None, **kwargs):
+        seen.append((q, k, v, mask))
+        return attention_kernels.dot_product_attention(q, k, v, mask, **kwargs)
+
+    monkeypatch.setattr(multihead, "dot_product_attention", recording)
+    model = policy_of("bf16").wrap(TransformerTextClassifier(vocab_size=40, num_classes=3, embed_dim=32, num_heads=2,
+                                                             mlp_dim=32))
+    ids, mask = IDS[:, :8], MASK[:, :8]
+    variables = jax.eval_shape(model.init, jax.random.key(0), ids, mask)
+    jax.eval_shape(model.apply, variables, ids, mask)
+    q, k, v, head_mask = seen[-1]
+    assert {q.dtype, k.dtype, v.dtype} == {jnp.dtype(jnp.bfloat16)}
+    # The dispatcher's choice on an H100 for these heads: cuDNN's flash attention (float32 heads would be refused).
+    assert attention_kernels.choose_implementation(q, k, v, head_mask, platform="gpu", capability="9.0") == "cudnn"
