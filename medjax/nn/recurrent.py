@@ -124,19 +124,26 @@ def _scan_cell(params: Params, carry, xs: jax.Array, mask: jax.Array | None, rev
     return lax.scan(step, carry, (xs, mask), reverse=reverse)
 
 
+# Layers the C++ loop takes: float32, and bfloat16 (``--precision bf16``) whose recurrence it runs in float32: XLA:CPU's
+# bfloat16 loop was 6.7x slower than the kernel on the tutorial LSTM, 1.9x on the NER BiLSTM, on an AMD EPYC with
+# AVX512-BF16 (benchmarks/RESULTS.md, "bf16 against fp32 on CPU"); the input projection stays a bfloat16 matmul.
+_FFI_DTYPES = (jnp.float32, jnp.bfloat16)
+
+
 def _ffi_refusal(dtype, platform: str | None = None) -> str | None:
-    """Why the C++ loop cannot run this layer, or None: it runs float32 on CPU, when it is built."""
+    """Why the C++ loop cannot run this layer, or None: it runs float32 (and bfloat16 layers, upcast) on CPU, when
+    it is built."""
     backend = platform or jax.default_backend()
     if backend != "cpu":
         return f"it runs on CPU only, and the default backend is {backend}"
-    if jnp.dtype(dtype) != jnp.float32:
-        return f"it runs float32 only, got {jnp.dtype(dtype)}"
+    if jnp.dtype(dtype) not in _FFI_DTYPES:
+        return f"it runs float32 (and bfloat16 layers in float32) only, got {jnp.dtype(dtype)}"
     return lstm_kernel.why_unavailable()
 
 
 def choose_implementation(dtype, platform: str | None = None) -> str:
-    """The kernel ``implementation="auto"`` runs: the C++ loop (`medjax.nn.lstm_kernel`) for float32 on CPU when it
-    is built, else the XLA loop with the hand-written backward (`medjax.nn.lstm_fast`).
+    """The kernel ``implementation="auto"`` runs: the C++ loop (`medjax.nn.lstm_kernel`) for float32 and bfloat16 on
+    CPU when it is built, else the XLA loop with the hand-written backward (`medjax.nn.lstm_fast`).
 
     Chosen at trace time from the default backend, as `jax.jit` places the computation there.
     """
@@ -172,8 +179,13 @@ def _lstm_layer(params: Params, x: jax.Array, mask, initial_carry, reverse: bool
         # LSTM cost growth).
         time, batch, features = xs.shape
         xw = (xs.reshape(time * batch, features) @ params["w_x"]).reshape(time, batch, -1) + _bias(params["b"], 3)
-        kernel = lstm_kernel if implementation == "ffi" else lstm_fast
-        hs, carry = kernel.lstm_recurrence(xw, params["w_h"], mask_t, *initial_carry, reverse)
+        if implementation == "ffi" and dtype != jnp.float32:  # a bfloat16 layer: the recurrence in float32
+            up = [a.astype(jnp.float32) for a in (xw, params["w_h"], *initial_carry)]
+            hs, carry = lstm_kernel.lstm_recurrence(up[0], up[1], mask_t, up[2], up[3], reverse)
+            hs, carry = hs.astype(dtype), tuple(c.astype(dtype) for c in carry)
+        else:
+            kernel = lstm_kernel if implementation == "ffi" else lstm_fast
+            hs, carry = kernel.lstm_recurrence(xw, params["w_h"], mask_t, *initial_carry, reverse)
     if mask_t is not None:
         hs = jnp.where(mask_t[:, :, None], hs, 0)
     return hs.transpose(1, 0, 2), carry

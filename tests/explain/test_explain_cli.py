@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import types
 
+from medjax import cli
 from tests.cli.cli_data import breastmnist
 
 
-def _cli(*argv):
-    return subprocess.run([sys.executable, "-m", "medjax.cli", *map(str, argv)], capture_output=True, text=True,
-                          timeout=300)
+def test_explain_writes_overlays_and_names_bad_requests(tmp_path, capsys):
+    def _cli(*argv):  # in-process: the command's exit status and what it printed
+        capsys.readouterr()
+        code = cli.main([str(a) for a in argv])
+        out = capsys.readouterr()
+        return types.SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
 
-
-def test_explain_writes_overlays_and_names_bad_requests(tmp_path):
     data, run = breastmnist(tmp_path / "breastmnist.npz"), tmp_path / "run"
     trained = _cli("train", "medmnist", "--model", "cnn", "--epochs", "1", "--data-dir", data, "--workdir", run,
                    "--no-progress")

@@ -92,10 +92,10 @@ def test_a_second_call_does_not_recompile():
     assert step._cache_size() == 1
 
 
-def test_auto_chooses_the_kernel_on_cpu_for_float32_only():
+def test_auto_chooses_the_kernel_on_cpu_for_float32_and_bfloat16():
     assert recurrent.choose_implementation(jnp.float32) == "ffi"
     assert recurrent.choose_implementation(jnp.float64) == "custom_vjp"
-    assert recurrent.choose_implementation(jnp.bfloat16) == "custom_vjp"
+    assert recurrent.choose_implementation(jnp.bfloat16) == "ffi"
     assert recurrent.choose_implementation(jnp.float32, platform="gpu") == "custom_vjp"
 
 
@@ -114,9 +114,31 @@ def test_without_the_kernel_auto_falls_back_saying_so_once_and_ffi_refuses(monke
     lstm_kernel.say_fallback.cache_clear()
 
 
+def test_a_bfloat16_layer_runs_its_recurrence_in_float32_through_the_kernel():
+    params, x, mask, carry, _ = _inputs(3, 6, 4, 5, holes=True)
+    rounded = jax.tree.map(lambda a: jnp.asarray(a, jnp.bfloat16), (params, x))
+
+    def loss(p, x, implementation):
+        hs, (c, h) = lstm_layer(p, x, mask, None, implementation=implementation)
+        return jnp.sum(jnp.square(hs.astype(jnp.float32))) + jnp.sum(jnp.square(c.astype(jnp.float32)))
+
+    fn = jax.value_and_grad(loss, argnums=(0, 1))
+    text = str(jax.make_jaxpr(lambda p, x: loss(p, x, "auto"))(*rounded))
+    kernel, scan16 = fn(*rounded, "auto"), fn(*rounded, "scan")
+    exact = fn(*jax.tree.map(lambda a: a.astype(jnp.float32), rounded), "scan")  # the same inputs, in float32
+    assert "ffi_call" in text and all(g.dtype == jnp.bfloat16 for g in jax.tree.leaves(kernel[1]))
+
+    def error(result):
+        flat = lambda r: np.concatenate([np.ravel(np.asarray(a, np.float32)) for a in jax.tree.leaves(r)])
+        return np.linalg.norm(flat(result) - flat(exact)) / np.linalg.norm(flat(exact))
+
+    # Its carry is float32, so it rounds less than a bfloat16 scan does: within bfloat16's precision of float32.
+    assert error(kernel) < 0.02 and error(kernel) <= error(scan16), (error(kernel), error(scan16))
+
+
 def test_ffi_refuses_float64():
     params, x, mask, carry, _ = _inputs(2, 3, 2, 4, holes=False)
     with jax.enable_x64(True):
         params64 = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), params)
-        with pytest.raises(ValueError, match="runs float32 only, got float64"):
+        with pytest.raises(ValueError, match=r"runs float32 \(and bfloat16 layers in float32\) only, got float64"):
             lstm_layer(params64, jnp.asarray(x, jnp.float64), mask, None, implementation="ffi")
