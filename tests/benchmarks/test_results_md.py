@@ -2,10 +2,14 @@
 what its script makes of its committed JSON."""
 
 import json
+import pathlib
+import shlex
 
 import pytest
 
-from benchmarks import conv_kernels, e2e_medmnist, e2e_ner, lstm_kernel, results_md, xla_flags
+from benchmarks import conv_kernels, e2e_medmnist, e2e_ner, lstm_kernel, precision, results_md, xla_flags
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_put_section_replaces_between_markers_and_appends_new_sections(tmp_path):
@@ -31,3 +35,10 @@ def test_every_committed_table_is_its_script_s_reading_of_the_committed_json(mod
 def test_the_flag_sweep_table_is_the_committed_json_s():
     table = xla_flags.sweep_report(json.loads(xla_flags.SWEEP_RESULTS.read_text()))
     assert table in results_md.RESULTS_MD.read_text()
+
+
+def test_the_precision_table_is_the_committed_runs():
+    text = results_md.RESULTS_MD.read_text()
+    command = text.split(f"<!-- {precision.NAME} table: ", 1)[1].split(" -->", 1)[0]
+    runs = [str(ROOT / path) for path in shlex.split(command)[3:]]
+    assert runs and precision.table(*precision.read_pairs(runs)) in text
