@@ -15,6 +15,7 @@ set the mask False past each sequence's end.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 from typing import Any
@@ -24,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from medjax.train import ensemble
+from medjax.train.precision import Mixed
 from medjax.train.workdir import write_atomically
 
 # Batch entries that are never the model's inputs: the truth and the loop's bookkeeping.
@@ -112,6 +114,10 @@ def onnx_model(run) -> bytes:
     except ImportError:
         raise ConfigError("--format", "expected jax2onnx for ONNX export (pip install 'medjax[onnx]'), got no "
                                       "jax2onnx module") from None
+    if isinstance(run.model, Mixed):
+        # onnxruntime's CPU kernels have no bfloat16 convolution: a --precision bf16 run's graph computes in float32,
+        # with the float32 parameters it stores (bfloat16 changed how it trained, not what it keeps).
+        run = dataclasses.replace(run, model=run.model.model)
     specs = input_specs(run)
     serve, names = serving_function(run)
     shapes = [jax.ShapeDtypeStruct(tuple("B" if d == "b" else d for d in shape), dtype)

@@ -4,6 +4,7 @@ reports each layer's dtype, and loads into a model that predicts as the run scor
 import json
 
 import numpy as np
+import onnx
 
 import medjax
 from medjax import cli
@@ -34,3 +35,9 @@ def test_bf16_trains_evaluates_reports_and_loads(breastmnist_dir, tmp_path, caps
     images = task_module.build_task(run.config).splits["test"].arrays["image"]
     with np.load(workdir / "predictions_test.npz") as saved:
         np.testing.assert_allclose(run.predict(images)["probabilities"], saved["scores"], rtol=0, atol=1e-6)
+
+    # onnxruntime has no bfloat16 convolution: the ONNX graph computes in float32 with the run's float32 parameters
+    # (checked against the float32 model by the export itself).
+    assert cli.main(["export", "--workdir", str(workdir), "--format", "onnx"]) == 0
+    onnx_graph = onnx.load(str(workdir / "export" / "model.onnx"))
+    assert "BFLOAT16" not in str(onnx_graph.graph.value_info) + str(onnx_graph.graph.output)
