@@ -109,4 +109,6 @@ class Mixed:
         return cast_floating(out, jnp.float32)
 
     def __getattr__(self, name):
+        if name.startswith("__") or name in ("model", "policy"):  # copy and pickle probe before the fields exist
+            raise AttributeError(name)
         return getattr(self.model, name)

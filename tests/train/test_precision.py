@@ -2,6 +2,7 @@
 bfloat16, parameters and gradients stay float32, the CRF stays float32, and loss and gradients equal float32's within
 bfloat16's rounding."""
 
+import copy
 import dataclasses
 
 import jax
@@ -140,6 +141,7 @@ def test_fp32_is_the_model_itself_and_equal_policies_hash_equal():
     assert policy_of("fp32").wrap(model) is model
     a, b = policy_of("bf16").wrap(model), policy_of("bf16").wrap(TutorialCNN(num_classes=2))
     assert isinstance(a, Mixed) and a == b and hash(a) == hash(b)
+    assert copy.deepcopy(a) == a and a.num_classes == 2  # other attributes are the model's
 
 
 @pytest.mark.filterwarnings("ignore:Sharding info not provided")
