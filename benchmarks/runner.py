@@ -26,6 +26,7 @@ import time
 from typing import Any, Mapping, NamedTuple
 
 from benchmarks import measure, report, workloads
+from medjax.train.precision import POLICIES
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 VARIANTS = ("medjax", "torch", "torch-compile")
@@ -52,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--growth-steps", type=int, default=50, help="timed steps per growth point (default: 50)")
     parser.add_argument("--growth-repeats", type=int, default=1, help="processes per growth point (default: 1)")
     parser.add_argument("--threads", type=int, default=0, help="PyTorch threads (0: every available CPU, as XLA)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+    parser.add_argument("--precision", choices=tuple(POLICIES), default="fp32",
                         help="bf16: medjax's --precision bf16 against torch.autocast(bfloat16), the convolutional "
                              "twins channels-last; the first-loss check then allows bfloat16's rounding")
     parser.add_argument("--no-malloc-tuning", action="store_true",

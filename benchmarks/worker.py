@@ -37,6 +37,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=100, help="timed steps")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps after the first (compiling) one")
     parser.add_argument("--threads", type=int, default=0, help="PyTorch intra-op threads (0: every available CPU)")
+    # Spelled out rather than read from medjax.train.precision: importing medjax would make its allocator settings in
+    # the PyTorch processes too.
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                         help="bf16: medjax's --precision bf16 policy; PyTorch under torch.autocast(bfloat16), the "
                              "convolutional twins channels-last")

@@ -150,7 +150,7 @@ def choose_implementation(dtype, platform: str | None = None) -> str:
     why = _ffi_refusal(dtype, platform)
     if why is None:
         return "ffi"
-    if why == lstm_kernel.why_unavailable():  # a float32 CPU layer that the kernel would have run, had it been built
+    if why == lstm_kernel.why_unavailable():  # a CPU layer that the kernel would have run, had it been built
         lstm_kernel.say_fallback()
     return "custom_vjp"
 
@@ -179,13 +179,12 @@ def _lstm_layer(params: Params, x: jax.Array, mask, initial_carry, reverse: bool
         # LSTM cost growth).
         time, batch, features = xs.shape
         xw = (xs.reshape(time * batch, features) @ params["w_x"]).reshape(time, batch, -1) + _bias(params["b"], 3)
-        if implementation == "ffi" and dtype != jnp.float32:  # a bfloat16 layer: the recurrence in float32
-            up = [a.astype(jnp.float32) for a in (xw, params["w_h"], *initial_carry)]
-            hs, carry = lstm_kernel.lstm_recurrence(up[0], up[1], mask_t, up[2], up[3], reverse)
-            hs, carry = hs.astype(dtype), tuple(c.astype(dtype) for c in carry)
-        else:
-            kernel = lstm_kernel if implementation == "ffi" else lstm_fast
-            hs, carry = kernel.lstm_recurrence(xw, params["w_h"], mask_t, *initial_carry, reverse)
+        kernel = lstm_kernel if implementation == "ffi" else lstm_fast
+        # The C++ loop computes in float32: a bfloat16 layer's recurrence goes in and out cast (no-ops otherwise).
+        compute = jnp.float32 if implementation == "ffi" else dtype
+        c0, h0 = (a.astype(compute) for a in initial_carry)
+        hs, carry = kernel.lstm_recurrence(xw.astype(compute), params["w_h"].astype(compute), mask_t, c0, h0, reverse)
+        hs, carry = hs.astype(dtype), tuple(a.astype(dtype) for a in carry)
     if mask_t is not None:
         hs = jnp.where(mask_t[:, :, None], hs, 0)
     return hs.transpose(1, 0, 2), carry

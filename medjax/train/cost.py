@@ -13,6 +13,7 @@ Written to ``<workdir>/cost.json`` and printed.
 
 from __future__ import annotations
 
+import collections
 import json
 import pathlib
 import statistics
@@ -23,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from medjax.train.precision import Mixed
 from medjax.train.workdir import write_atomically
 
 TIMED_CALLS = 20
@@ -66,14 +68,12 @@ def layer_outputs(model, variables, batch: dict) -> dict[str, jax.ShapeDtypeStru
     return {name(path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(found)}
 
 
-def precision_figures(model, variables, batch: dict, precision: str) -> dict[str, Any]:
+def precision_figures(model, variables, batch: dict) -> dict[str, Any]:
     outputs = layer_outputs(model, variables, batch)
     floating = {path: leaf for path, leaf in outputs.items() if jnp.issubdtype(leaf.dtype, jnp.floating)}
-    counts: dict[str, int] = {}
-    for leaf in floating.values():
-        counts[str(leaf.dtype)] = counts.get(str(leaf.dtype), 0) + 1
+    counts = collections.Counter(str(leaf.dtype) for leaf in floating.values())
     return {
-        "precision": precision,
+        "precision": model.policy.name if isinstance(model, Mixed) else "fp32",
         "layer_output_dtypes": ", ".join(f"{n} {dtype}" for dtype, n in sorted(counts.items())),
         "layer_output_bytes_batch_64": int(sum(leaf.size * leaf.dtype.itemsize for leaf in floating.values())),
         "layers": {path: str(leaf.dtype) for path, leaf in floating.items()},
@@ -88,12 +88,10 @@ def cost_report(workdir: str | pathlib.Path) -> dict[str, Any]:
 
     run = load(workdir)
     variables = ensemble.member(run.variables, 0) if run.members > 1 else run.variables
-    return measure(run.model, variables, example_batch(run.meta["init_batch"], 64), run.workdir, run.task,
-                   getattr(run.config, "precision", "fp32"))
+    return measure(run.model, variables, example_batch(run.meta["init_batch"], 64), run.workdir, run.task)
 
 
-def measure(model, variables, batch64: dict, workdir: pathlib.Path, task_name: str,
-            precision: str = "fp32") -> dict[str, Any]:
+def measure(model, variables, batch64: dict, workdir: pathlib.Path, task_name: str) -> dict[str, Any]:
     """`cost_report` of ``model`` with ``variables`` on a batch of 64 (cut to one for the batch-1 latency)."""
     workdir = pathlib.Path(workdir)
     size = len(next(iter(batch64.values())))
@@ -123,7 +121,7 @@ def measure(model, variables, batch64: dict, workdir: pathlib.Path, task_name: s
         "latency_ms_per_example_batch_64": seconds64 * 1e3 / size,
         "batch_64_examples": size,
         "compiled_memory_bytes_batch_64": peak,
-        **precision_figures(model, variables, batch64, precision),
+        **precision_figures(model, variables, batch64),
     }
     write_atomically(workdir / "cost.json", json.dumps(figures, indent=2) + "\n")
     return figures

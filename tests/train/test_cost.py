@@ -27,7 +27,7 @@ def test_precision_names_each_layers_dtype_and_bf16_halves_the_layer_outputs(tin
     state, _ = loop.restore_best(task, config)
     batch = next(task.splits["test"].batches(64))
     full = measure(task.model, state.variables, batch, tmp_path, "blobs")
-    mixed = measure(policy_of("bf16").wrap(task.model), state.variables, batch, tmp_path, "blobs", "bf16")
+    mixed = measure(policy_of("bf16").wrap(task.model), state.variables, batch, tmp_path, "blobs")
     # Outputs of hidden (n x 16), out (n x 3) and the model itself (n x 3), 4 bytes each in float32.
     assert full["layer_output_bytes_batch_64"] == 4 * len(batch["x"]) * (16 + 3 + 3)
     assert (full["precision"], full["layer_output_dtypes"]) == ("fp32", "3 float32")
