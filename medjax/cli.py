@@ -97,14 +97,15 @@ def _train(argv: list[str]) -> int:
     workdir = pathlib.Path(config.workdir)
     # Resuming this run: its data side (vocabularies, subwords) comes from its meta.json, never rebuilt.
     resuming = ownership.check(workdir, config, name) is None and has_checkpoint(workdir)
-    distributed.initialize()  # multi-host: joins the other processes when launched as one; a no-op on one machine
+    distributed.initialize()  # joins the other processes when launched as one of several; a no-op alone
     results = loop.train(module.build_task(config, read_meta(workdir) if resuming else None), config, task_name=name)
-    if results is not None:
+    if results is not None and distributed.is_writer():
         from medjax.train import model_card
         from medjax.train.config import as_json
 
         published = module.published_rows(as_json(config)) if hasattr(module, "published_rows") else []
         model_card.write(workdir, published, (module.__doc__ or "").strip().splitlines()[0])
+    distributed.finish()
     return 0
 
 
@@ -366,7 +367,39 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     argv = [arg for arg in argv if arg != "--debug"]
     try:
-        return _run(argv)
+        status, message = _main(argv, debug)
+    except BaseException as err:
+        if not isinstance(err, SystemExit) and _several_processes():
+            import traceback
+
+            traceback.print_exc()
+            _tell_the_others(f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}", 1)
+        raise
+    if status and _several_processes():
+        _tell_the_others(message, status)
+    return status
+
+
+def _several_processes() -> bool:
+    if "jax" not in sys.modules:
+        return False
+    from medjax.train import distributed
+
+    return distributed.active()
+
+
+def _tell_the_others(message: str, status: int) -> None:
+    """Ends this process of a multi-process run now, having told the others why (they end within seconds): JAX's exit
+    barrier would wait for processes that are themselves waiting for this one."""
+    from medjax.train import distributed
+
+    distributed.fail_fast(message, status)
+
+
+def _main(argv: list[str], debug: bool) -> tuple[int, str]:
+    """``(exit status, the error line or "")`` of a command."""
+    try:
+        return _run(argv), ""
     except UserError as err:
         if debug:
             raise
@@ -380,9 +413,10 @@ def main(argv: list[str] | None = None) -> int:
         message = f"{err.filename}: {err.strerror}"
     except KeyboardInterrupt:
         print("medjax: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
-        return 130
-    print("medjax: error: " + " ".join(message.split()), file=sys.stderr)
-    return 2
+        return 130, "interrupted"
+    message = " ".join(message.split())
+    print("medjax: error: " + message, file=sys.stderr)
+    return 2, message
 
 
 if __name__ == "__main__":

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from medjax.nn.checks import IMAGE_DIMS, check_array
 
-# G: the 4×3 filter transform.
-_G = jnp.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+# G: the 4×3 filter transform (NumPy: a module-level jnp array would start the backend at import, before a
+# multi-process run can call jax.distributed.initialize).
+_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]], np.float32)
 
 
 def _input_transform(rows):

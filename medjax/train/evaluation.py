@@ -44,17 +44,20 @@ def in_input_order(predictions: dict[str, np.ndarray], count: int) -> dict[str, 
     return {key: np.asarray(value)[order] for key, value in predictions.items()}
 
 
-def calibrate(workdir: pathlib.Path, val: Any, test: Any) -> dict[str, float]:
+def calibrate(workdir: pathlib.Path, val: Any, test: Any, write: bool = True) -> dict[str, float]:
     """Writes ``<workdir>/conformal.json`` (the validation split's nonconformity scores, what ``predict --coverage``
-    reads) for classification and regression runs; returns `coverage` on test. Nothing for other tasks."""
+    reads) for classification and regression runs, unless ``write`` is False (a process other than the writer of a
+    multi-process run); returns `coverage` on test. Nothing for other tasks."""
     from medjax.train.workdir import write_atomically
 
     scored = conformal.nonconformity(val)
     if scored is None:
         return {}
     method, scores = scored
-    write_atomically(workdir / "conformal.json", json.dumps({"method": method, "scores": np.sort(scores).tolist()}))
-    return coverage(workdir, test)
+    scores = np.sort(np.asarray(scores, np.float64))  # as conformal.json gives them back
+    if write:
+        write_atomically(workdir / "conformal.json", json.dumps({"method": method, "scores": scores.tolist()}))
+    return _coverage(method, scores, test)
 
 
 def coverage(workdir: pathlib.Path, test: Any, level: float = 0.9) -> dict[str, float]:
@@ -65,7 +68,10 @@ def coverage(workdir: pathlib.Path, test: Any, level: float = 0.9) -> dict[str, 
     path = pathlib.Path(workdir) / "conformal.json"
     if not path.is_file():
         return {}
-    method, scores = read_conformal(path)
+    return _coverage(*read_conformal(path), test, level)
+
+
+def _coverage(method: str, scores: np.ndarray, test: Any, level: float = 0.9) -> dict[str, float]:
     q = conformal.threshold(scores, level)
     percent = round(100 * level)
     return {f"conformal_coverage_{percent}": float(np.mean(conformal.covered(method, test, q))),

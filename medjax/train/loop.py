@@ -9,6 +9,10 @@ checkpoint is written. At the end the best checkpoint is reloaded from disk and 
 Files in ``config.workdir``: ``config.json``, ``metrics.jsonl``, ``checkpoints/{latest,best}/``, ``results.json``,
 ``predictions_test.npz``.
 
+Several processes (`medjax.train.distributed`): every process runs this loop on the same global batches, hands its
+devices only its own rows, and writes and restores checkpoints together with the others through Orbax; process 0
+alone writes the other files, so a two-process run's folder is the same as a one-process run's.
+
 Resuming: calling `train` again on the same workdir (with the same config) continues after the latest checkpoint and
 ends with the same numbers as an uninterrupted run: the data order, the dropout keys (folded with the step) and the
 optimizer state all come from the checkpoint and the seed.
@@ -22,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import os
@@ -36,7 +41,8 @@ from jax.sharding import Mesh
 
 import medjax
 from medjax.errors import ConfigError, UserError
-from medjax.train import batching, ensemble, evaluation, metrics, optim, ownership, privacy, sharding, steps
+from medjax.train import (batching, distributed, ensemble, evaluation, metrics, optim, ownership, privacy, sharding,
+                          steps)
 from medjax.train.checkpoint import RunCheckpoints
 from medjax.train.config import TrainConfig, as_json
 from medjax.train.progress import ProgressReporter, format_metrics
@@ -77,7 +83,8 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
 
     Returns:
       The contents of ``results.json`` (``best_epoch``, ``val_*`` at the best epoch, ``test_*``, ``wall_seconds``),
-      or None when stopped by ``stop_after_epoch`` before the last epoch.
+      or None when stopped by ``stop_after_epoch`` before the last epoch. Every process of a multi-process run
+      returns the same results; only process 0 writes files.
 
     Raises:
       FloatingPointError: a non-finite loss or gradient norm, naming the step; the latest checkpoint stays intact.
@@ -87,12 +94,17 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
     _check_task(task)
     workdir = pathlib.Path(config.workdir)
     run = setup(task, config)  # every option and the data checked before anything is written
-    ownership.claim(workdir, config, task_name)
+    # With several processes, process 0 writes the run's files; all of them write and read checkpoints together.
+    writer = distributed.is_writer()
+    if writer:
+        ownership.claim(workdir, config, task_name)
+    distributed.barrier("medjax-workdir-claimed")
     metrics_path = workdir / "metrics.jsonl"
-    reporter = ProgressReporter(config.epochs, run.steps_per_epoch, config.log_every, config.progress)
+    reporter = (ProgressReporter(config.epochs, run.steps_per_epoch, config.log_every, config.progress) if writer
+                else ProgressReporter(config.epochs, run.steps_per_epoch, 0, False, stream=io.StringIO()))
     with RunCheckpoints(workdir / "checkpoints", say=reporter.line) as checkpoints:
         resuming = checkpoints.latest_epoch() is not None
-        if not resuming or not (workdir / "meta.json").exists():
+        if writer and (not resuming or not (workdir / "meta.json").exists()):
             write_meta(workdir, {**task.meta, "init_batch": run.init_batch})
         state, rng = run.state, run.rng
         record: dict[str, Any] = {"epoch": 0, "step": 0, "best_epoch": None, "best_value": None, "best_val": {}}
@@ -100,9 +112,10 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
         if resuming:
             state, rng, record = checkpoints.restore_latest(state, rng)
             reporter.line(f"resuming {workdir} after epoch {record['epoch']} (step {record['step']})")
-        _write_config(workdir, task, config, task_name)
-        _truncate_history(metrics_path, record["epoch"])
-        events = EventLog(workdir / "tensorboard", record["step"]) if config.tensorboard else None
+        if writer:
+            _write_config(workdir, task, config, task_name)
+            _truncate_history(metrics_path, record["epoch"])
+        events = EventLog(workdir / "tensorboard", record["step"]) if config.tensorboard and writer else None
         earlier_wall = record["wall_seconds"]
         try:
             for epoch in range(record["epoch"] + 1, config.epochs + 1):
@@ -128,10 +141,11 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
                     "wall_seconds": earlier_wall + time.perf_counter() - wall_start,
                 }
                 # The line first: a run killed before the checkpoint lands redoes the epoch and rewrites the line.
-                with metrics_path.open("a") as f:
-                    f.write(json.dumps(line) + "\n")
-                    f.flush()
-                    os.fsync(f.fileno())
+                if writer:
+                    with metrics_path.open("a") as f:
+                        f.write(json.dumps(line) + "\n")
+                        f.flush()
+                        os.fsync(f.fileno())
                 checkpoints.save(state, rng, record, is_best)
                 if events:
                     events.scalars(step, {key: value for key, value in train_metrics.items()
@@ -155,7 +169,7 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
                                              run.members, run.how)
         val_predictions = predict_split(best_state, task, "val", config.eval_batch_size, run.mesh, run.members,
                                         run.how)
-    conformal_figures = evaluation.calibrate(workdir, _combined(val_predictions), _combined(test_predictions))
+    conformal_figures = evaluation.calibrate(workdir, _combined(val_predictions), _combined(test_predictions), writer)
     results = {
         "task": task_name,
         "select_metric": task.select_metric,
@@ -167,6 +181,8 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
         **_prefixed("test", conformal_figures),
         "wall_seconds": earlier_wall + time.perf_counter() - wall_start,
     }
+    if not writer:
+        return results
     write_atomically(workdir / "predictions_test.npz", npz_bytes(flat_arrays(_combined(test_predictions))))
     # Last: a results.json is the mark of a finished run.
     if events:

@@ -54,8 +54,18 @@ def check_divisible(batch_size: int, mesh: Mesh, name: str) -> None:
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Puts a pytree (the train state, a key) on every device of ``mesh``."""
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    """Puts a pytree (the train state, a key) on every device of ``mesh``; with several processes, each process
+    passes the same values and builds its own devices' copies (`jax.device_put` of a process's local arrays onto a
+    mesh spanning processes made arrays whose shards Orbax could not read)."""
+    replicated = NamedSharding(mesh, PartitionSpec())
+    if jax.process_count() == 1:
+        return jax.device_put(tree, replicated)
+
+    def global_copy(leaf):
+        host = np.asarray(jax.device_get(leaf))
+        return jax.make_array_from_callback(host.shape, replicated, lambda index: host[index])
+
+    return jax.tree_util.tree_map(global_copy, tree)
 
 
 def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
