@@ -372,6 +372,10 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(err, SystemExit) and _several_processes():
             import traceback
 
+            from medjax.train import distributed
+
+            distributed.await_the_cause(err)  # a collective broken by another process's end: that process is named
+
             traceback.print_exc()
             _tell_the_others(f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}", 1)
         raise

@@ -126,18 +126,28 @@ def initialize(environ: Mapping[str, str] | None = None) -> bool:
     launch = explicit_launch(environ) if kind == "explicit" else {}
     connect = _seconds(environ, "MEDJAX_CONNECT_SECONDS", 120)
     heartbeat = _seconds(environ, "MEDJAX_HEARTBEAT_SECONDS", 10)
+    where = launch.get("coordinator_address", f"the {kind} launch's coordinator")
+    expected = f"expected all {launch.get('num_processes', 'the')} processes to join through the coordinator"
+    # JAX aborts the process with a C++ stack trace when joining times out; this timer speaks first, in one line.
+    timer = threading.Timer(connect, _end, [f"{where}: {expected} within {connect} s (MEDJAX_CONNECT_SECONDS), "
+                                            f"got no answer: is process 0 running, at that address?"])
+    timer.daemon = True
+    timer.start()
     try:
-        jax.distributed.initialize(**launch, initialization_timeout=connect,
+        jax.distributed.initialize(**launch, initialization_timeout=connect + 60,
                                    heartbeat_timeout_seconds=3 * heartbeat)
     except (RuntimeError, ValueError) as err:
-        where = launch.get("coordinator_address", f"the {kind} launch's coordinator")
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise UserError(where, f"expected to join {launch.get('num_processes', 'all')} processes through the "
-                               f"coordinator within {connect} s (MEDJAX_CONNECT_SECONDS), got: {first}") from None
+        raise UserError(where, f"{expected}, got: {first}") from None
+    finally:
+        timer.cancel()
     # JAX's preemption notifier caught SIGTERM (to checkpoint at a sync point medjax never reaches), leaving the process
     # deaf to it; Orbax still asks that notifier, which now never fires.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _Watcher(heartbeat).start()
+    global _heartbeat_seconds
+    _heartbeat_seconds = heartbeat
+    if _client() is not None:
+        _Watcher(heartbeat).start()
     return True
 
 
@@ -177,11 +187,30 @@ def fail_fast(message: str, status: int) -> None:
     os._exit(status)
 
 
+_COLLECTIVE_FAILURES = ("Gloo", "NCCL", "Connection reset", "Connection closed", "by peer")
+_heartbeat_seconds = 10
+
+
+def await_the_cause(err: BaseException) -> None:
+    """When ``err`` is a collective that failed because another process went away, waits for the watcher to end this
+    process with the line that names that process (at most the heartbeat timeout and a little); returns at once for
+    other errors, which are this process's own."""
+    if active() and any(mark in str(err) for mark in _COLLECTIVE_FAILURES):
+        time.sleep(_heartbeat_seconds + 3)
+
+
 def finish() -> None:
     """Posts that this process finished its work, so that the others' watchers do not take its exit for a failure."""
     client = _client()
     if client is not None and jax.process_count() > 1:
         client.key_value_set(f"{DONE_PREFIX}{jax.process_index()}", "1", allow_overwrite=True)
+
+
+def _end(message: str) -> None:
+    """Ends this process now with one line and exit status 2, past JAX's exit barrier."""
+    print(f"medjax: error: {message}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(2)
 
 
 def _client():
@@ -214,12 +243,12 @@ class _Watcher(threading.Thread):
                 client.key_value_set(f"{ALIVE_PREFIX}{me}", str(beat), allow_overwrite=True)
                 entries = dict(client.key_value_dir_get(STATE_PREFIX))
             except Exception:  # noqa: BLE001 - the coordinator is gone
-                self._end("lost the coordinator (process 0): it stopped, or its machine is gone")
+                _end("lost the coordinator (process 0): it stopped, or its machine is gone")
             failed = entries.get(FAILED_KEY)
             if failed:
                 index, _, message = failed.partition("\t")
                 if index != str(me):
-                    self._end(f"process {index} failed: {message}")
+                    _end(f"process {index} failed: {message}")
             now = time.monotonic()
             silent = []
             for other in range(count):
@@ -231,13 +260,8 @@ class _Watcher(threading.Thread):
                 if now - seen[other][1] > self.heartbeat:
                     silent.append(other)
             if silent:
-                self._end(f"process {', '.join(map(str, silent))} stopped without a word (killed, or its machine "
+                _end(f"process {', '.join(map(str, silent))} stopped without a word (killed, or its machine "
                           f"lost) for over {self.heartbeat} s (MEDJAX_HEARTBEAT_SECONDS); start all processes again "
                           f"to resume from the last checkpoint")
             time.sleep(1.0)
 
-    @staticmethod
-    def _end(message: str) -> None:
-        print(f"medjax: error: {message}", file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        os._exit(2)
