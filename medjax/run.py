@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from medjax.errors import DataError, UserError
-from medjax.train import batching, ensemble, evaluation
+from medjax.train import batching, ensemble, evaluation, sweep
 from medjax.train.checkpoint import failure, restore_model
 from medjax.train.workdir import has_checkpoint, read_meta
 
@@ -164,6 +164,8 @@ def load(workdir: str | os.PathLike, which: str = "best") -> Run:
         raise DataError(directory / which, f"expected a readable checkpoint, got a damaged one "
                                            f"({failure(err)})") from None
     variables = {"params": arrays["params"], **(arrays.get("collections") or {})}
+    if sweep.settings(config):  # a sweep's checkpoint stacks every setting: the model is the one chosen on validation
+        variables = ensemble.member(variables, int(record["best_val"]["setting"]))
     return Run(workdir, name, config, meta, model, variables, record, module)
 
 
@@ -185,6 +187,7 @@ def _abstract_variables(model: Any, meta: dict[str, Any], config: Any) -> Any:
 
     shapes = jax.eval_shape(init)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    members = getattr(config, "ensemble", 1)
+    swept = sweep.settings(config)
+    members = len(swept[1]) if swept else getattr(config, "ensemble", 1)
     lead = (members,) if members > 1 else ()
     return jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(lead + s.shape, s.dtype, sharding=device), shapes)

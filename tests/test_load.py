@@ -124,6 +124,21 @@ def test_medmnist_ensemble_predicts_images_and_files_without_its_data(tmp_path, 
     assert results["test_conformal_coverage_90"] >= 0.9 - 3 * math.sqrt(0.09 / n)
 
 
+def test_a_sweep_loads_as_the_setting_chosen_on_validation(tmp_path):
+    data = copy_of("breastmnist-copy", tmp_path)
+    workdir = tmp_path / "run"
+    results = train("medmnist", data, workdir, "--model", "cnn", "--sweep", "lr=1e-3,1e-2", "--batch-size", "64")
+    with np.load(data / "breastmnist.npz") as arrays:
+        images = arrays["test_images"]
+    moved_away(data)
+    before = tree_hashes(workdir)
+    run = medjax.load(workdir)
+    assert results["sweep_chosen"] == [1e-3, 1e-2][run.record["best_val"]["setting"]]
+    with np.load(workdir / "predictions_test.npz") as saved:
+        np.testing.assert_allclose(run.predict(images)["probabilities"], saved["scores"], atol=1e-5)
+    assert tree_hashes(workdir) == before
+
+
 def test_textclf_predicts_texts_without_its_data(tmp_path, capsys):
     """A transformer: StableHLO and ONNX both equal `run.predict` (an LSTM's ONNX refusal is in the user-error table)."""
     from medjax.tasks import textclf

@@ -157,6 +157,9 @@ class TrainConfig:
                               "batches; the ensemble's mean probabilities are scored and selected on", minimum=1)
     data_seed: int | None = option(None, "seeds the data order (unset: --seed); an ensemble's member i is the run "
                                          "with --seed seed+i --data-seed seed", minimum=0)
+    sweep: str | None = option(None, "train one setting per value in one compiled step, from the same start on the "
+                                     "same batches: lr=v1,v2,... or weight_decay=v1,v2,...; the best (setting, "
+                                     "epoch) on validation is kept and scored on test (medjax.train.sweep)")
     dp_epsilon: float | None = option(None, "DP-SGD: the epsilon the whole run may spend (unset: no DP); the noise "
                                             "is calibrated to it", above=0.0)
     dp_delta: float = option(1e-5, "DP-SGD: delta, below 1/(training examples)", above=0.0)
@@ -170,6 +173,10 @@ class TrainConfig:
 
     def __post_init__(self):
         _check(self)
+        if self.sweep is not None:
+            from medjax.train import sweep
+
+            sweep.parse(self.sweep)
 
 
 # Fields a resumed run may change: where the files go, what is printed, and the device count (a preempted job may

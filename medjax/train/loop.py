@@ -42,7 +42,7 @@ from jax.sharding import Mesh
 import medjax
 from medjax.errors import ConfigError, UserError
 from medjax.train import (batching, distributed, ensemble, evaluation, metrics, optim, ownership, privacy, sharding,
-                          steps)
+                          steps, sweep)
 from medjax.train.checkpoint import RunCheckpoints
 from medjax.train.config import TrainConfig, as_json
 from medjax.train.progress import ProgressReporter, format_metrics
@@ -59,7 +59,8 @@ class TrainingDiverged(UserError, FloatingPointError):
 @dataclasses.dataclass(frozen=True)
 class RunSetup:
     """What a run starts from, the same fresh, resumed or evaluated: the mesh, the initial (replicated) state and key,
-    the DP plan, the ensemble's size and strategy, and the shapes of the batch the model was initialised on."""
+    the DP plan, the ensemble's (or sweep's) size and strategy, the swept option and values, and the shapes of the
+    batch the model was initialised on."""
 
     mesh: Mesh
     state: TrainState
@@ -69,6 +70,7 @@ class RunSetup:
     members: int = 1
     how: str = "map"
     init_batch: dict = dataclasses.field(default_factory=dict)
+    swept: tuple[str, tuple[float, ...]] | None = None
 
 
 def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: int | None = None) -> dict | None:
@@ -125,9 +127,8 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
                                                           reporter, events)
                 if run.dp:
                     train_metrics["dp_epsilon"] = run.dp.epsilon_after(step)
-                val = evaluation.score_split(task, predict_split(state, task, "val", config.eval_batch_size, run.mesh, run.members,
-                                           run.how),
-                             "val")
+                val = score_val(task, run, predict_split(state, task, "val", config.eval_batch_size, run.mesh,
+                                                         run.members, run.how, combine=not run.swept))
                 value = _selection_value(val[task.select_metric])
                 is_best = record["best_epoch"] is None or value > record["best_value"]
                 line = {"epoch": epoch, "step": step, **train_metrics, **_prefixed("val", val)}
@@ -165,10 +166,10 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
         finally:
             reporter.close()
         best_state, _, best_record = checkpoints.restore_best(state, rng)
-        test_predictions = predict_split(best_state, task, "test", config.eval_batch_size, run.mesh,
-                                             run.members, run.how)
-        val_predictions = predict_split(best_state, task, "val", config.eval_batch_size, run.mesh, run.members,
-                                        run.how)
+        test_predictions, val_predictions = (
+            _chosen(run, best_record, predict_split(best_state, task, split, config.eval_batch_size, run.mesh,
+                                                    run.members, run.how, combine=not run.swept))
+            for split in ("test", "val"))
     conformal_figures = evaluation.calibrate(workdir, _combined(val_predictions), _combined(test_predictions), writer)
     results = {
         "task": task_name,
@@ -177,6 +178,7 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
         **({"dp_epsilon": run.dp.epsilon_after(run.steps_per_epoch * config.epochs), "dp_delta": run.dp.delta,
             "dp_noise_multiplier": run.dp.noise_multiplier} if run.dp else {}),
         **_prefixed("val", best_record["best_val"]),
+        **(_sweep_results(run, metrics_path, task, best_record) if run.swept else {}),
         **_prefixed("test", evaluation.score_split(task, test_predictions, "test")),
         **_prefixed("test", conformal_figures),
         "wall_seconds": earlier_wall + time.perf_counter() - wall_start,
@@ -205,7 +207,8 @@ def evaluate(task: Task, config: TrainConfig, splits: tuple[str, ...] = ("test",
     state, record, run = _restore_best(task, config)
     results = {"best_epoch": record["epoch"]}
     for split in splits:
-        predictions = predict_split(state, task, split, config.eval_batch_size, run.mesh, run.members, run.how)
+        predictions = _chosen(run, record, predict_split(state, task, split, config.eval_batch_size, run.mesh,
+                                                         run.members, run.how, combine=not run.swept))
         results.update(_prefixed(split, evaluation.score_split(task, predictions, split)))
         if split == "test":
             results.update(_prefixed(split, evaluation.coverage(pathlib.Path(config.workdir), _combined(predictions))))
@@ -254,7 +257,11 @@ def setup(task: Task, config: TrainConfig) -> RunSetup:
     if dp and config.ensemble > 1:
         raise ConfigError("--ensemble", "expected 1 with --dp-epsilon (each member would spend the budget), got "
                                         f"{config.ensemble}")
-    tx = optim.make_optimizer(config, steps_per_epoch * config.epochs)
+    swept = sweep.settings(config)
+    if swept and (dp or config.ensemble > 1):
+        raise ConfigError("--sweep", f"expected no --dp-epsilon and --ensemble 1 beside it (one stack of states per "
+                                     f"run), got --sweep {config.sweep}")
+    tx = optim.make_optimizer(config, steps_per_epoch * config.epochs, swept=swept is not None)
     first = next(batching.padded_batches(train_split, dp.max_batch if dp else config.batch_size))
     batching.check_batch(first, task.batch_spec, "the first train batch")
     states, rngs = [], []
@@ -262,12 +269,16 @@ def setup(task: Task, config: TrainConfig) -> RunSetup:
         init_key, rng = jax.random.split(jax.random.PRNGKey(seed))
         states.append(init_train_state(task.model, tx, first, init_key, task.rng_streams))
         rngs.append(rng)
-    state, rng = (states[0], rngs[0]) if config.ensemble == 1 else (ensemble.stack(states), jnp.stack(rngs))
+    if swept:  # one start, one key, one setting each
+        states = [sweep.with_setting(states[0], swept[0], value) for value in swept[1]]
+        rngs = rngs * len(states)
+    members = len(states)
+    state, rng = (states[0], rngs[0]) if members == 1 else (ensemble.stack(states), jnp.stack(rngs))
     if dp:
         privacy.check_model(state)
-    how = ensemble.choose_strategy(state, first, rng, task.loss, task.rng_streams) if config.ensemble > 1 else ""
+    how = ensemble.choose_strategy(state, first, rng, task.loss, task.rng_streams) if members > 1 else ""
     return RunSetup(mesh, sharding.replicate(state, mesh), sharding.replicate(rng, mesh), steps_per_epoch, dp,
-                config.ensemble, how, batch_spec(first))
+                    members, how, batch_spec(first), swept)
 
 
 def train_epoch(state, rng, task, config, run, epoch, step, reporter, events=None):
@@ -336,9 +347,10 @@ class _TrainTotals:
 
 
 def predict_split(state: TrainState, task: Task, split_name: str, batch_size: int, mesh: Mesh,
-                  members: int = 1, how: str = "map") -> Any:
+                  members: int = 1, how: str = "map", combine: bool = True) -> Any:
     """``task.predict`` over a whole split, padding rows removed, batches concatenated in the split's order; for an
-    ensemble (``members`` > 1, a stacked state) every leaf has a leading member axis."""
+    ensemble (``members`` > 1, a stacked state) ``{"ensemble": combined, "members": stacked}``, every leaf of
+    ``members`` with a leading member axis; the stacked predictions alone without ``combine`` (a sweep)."""
     outputs, masks = [], []
     for index, batch in enumerate(batching.padded_batches(task.splits[split_name], batch_size)):
         batching.check_batch(batch, task.batch_spec, f"{split_name} batch {index}")
@@ -349,10 +361,36 @@ def predict_split(state: TrainState, task: Task, split_name: str, batch_size: in
             outputs.append(steps.eval_step(state, sharded, task.predict))
         masks.append(batch["example_mask"])
     predictions = evaluation.concatenate(sharding.to_host(outputs), masks, axis=1 if members > 1 else 0)
-    if members > 1:
+    if members > 1 and combine:
         combine = task.combine or ensemble.mean_probabilities
         return {"ensemble": combine(predictions), "members": predictions}
     return predictions
+
+
+def score_val(task: Task, run: RunSetup, predictions: Any) -> dict[str, Any]:
+    """The validation scores the loop selects on: a sweep's best setting's, with every setting's beside them."""
+    if run.swept:
+        return sweep.scores(task, predictions, evaluation.score_split)
+    return evaluation.score_split(task, predictions, "val")
+
+
+def _chosen(run: RunSetup, record: Mapping[str, Any], predictions: Any) -> Any:
+    """A sweep's predictions of the setting its best checkpoint was chosen for; other runs' as they are."""
+    if not run.swept:
+        return predictions
+    return ensemble.member(predictions, int(record["best_val"]["setting"]))
+
+
+def _sweep_results(run: RunSetup, metrics_path: pathlib.Path, task: Task, best: Mapping[str, Any]) -> dict[str, Any]:
+    """``sweep_option``, ``sweep_values``, ``sweep_chosen`` (the setting of the best checkpoint) and each setting's
+    best validation figure over the epochs (``sweep_val_<metric>``, from ``metrics.jsonl``)."""
+    name, values = run.swept
+    lines = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    metric = task.select_metric
+    each = [max((_selection_value(line[f"val_setting{i}_{metric}"]) for line in lines), default=-math.inf)
+            for i in range(len(values))]
+    return {"sweep_option": name, "sweep_values": list(values), "sweep_chosen": values[int(best["best_val"]["setting"])],
+            f"sweep_val_{metric}": each}
 
 
 def _combined(predictions: Any) -> Any:

@@ -42,10 +42,14 @@ class OptimizerSettings:
         return cls(**{**values, "milestones": tuple(values["milestones"])})
 
 
+def _decay(weight_decay) -> list[optax.GradientTransformation]:
+    """The L2 term, absent when the config's weight decay is 0.0; a swept one (an array) is always there."""
+    return [optax.add_decayed_weights(weight_decay)] if not isinstance(weight_decay, float) or weight_decay else []
+
+
 def _adam(config: OptimizerSettings, learning_rate: optax.ScalarOrSchedule) -> optax.GradientTransformation:
     # As torch.optim.Adam: weight_decay is an L2 term added to the gradient before the moments.
-    decay = [optax.add_decayed_weights(config.weight_decay)] if config.weight_decay else []
-    return optax.chain(*decay, optax.adam(learning_rate))
+    return optax.chain(*_decay(config.weight_decay), optax.adam(learning_rate))
 
 
 def _adamw(config: OptimizerSettings, learning_rate: optax.ScalarOrSchedule) -> optax.GradientTransformation:
@@ -54,8 +58,7 @@ def _adamw(config: OptimizerSettings, learning_rate: optax.ScalarOrSchedule) -> 
 
 def _sgd(config: OptimizerSettings, learning_rate: optax.ScalarOrSchedule) -> optax.GradientTransformation:
     # As torch.optim.SGD: L2 added to the gradient, then heavy-ball momentum (buf = momentum * buf + grad).
-    decay = [optax.add_decayed_weights(config.weight_decay)] if config.weight_decay else []
-    return optax.chain(*decay, optax.sgd(learning_rate, momentum=config.momentum or None))
+    return optax.chain(*_decay(config.weight_decay), optax.sgd(learning_rate, momentum=config.momentum or None))
 
 
 def _constant(config: OptimizerSettings, total_steps: int) -> optax.Schedule:
@@ -112,7 +115,7 @@ def make_schedule(config: TrainConfig, total_steps: int) -> optax.Schedule:
     return _lookup(SCHEDULES, config.schedule, "schedule")(config, total_steps)
 
 
-def make_optimizer(config: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+def make_optimizer(config: TrainConfig, total_steps: int, swept: bool = False) -> optax.GradientTransformation:
     """The optimizer named by ``config.optimizer`` with its schedule, and gradient clipping when ``clip_norm > 0``.
 
     Args:
@@ -124,16 +127,20 @@ def make_optimizer(config: TrainConfig, total_steps: int) -> optax.GradientTrans
       give the very same object: the train state carries it as a static field, so a second run in one process (an
       `evaluate` after `train`, a resumed run, another seed) reuses the compiled steps instead of compiling again.
 
+      With ``swept``, the peak learning rate and the weight decay are hyperparameters in the state too
+      (``peak_lr``, ``weight_decay``), so that a stack of states can hold one setting each (`medjax.train.sweep`);
+      the schedule is then injected for a peak of 1 and scaled by ``peak_lr``.
+
     Raises:
       ValueError: an unknown optimizer or schedule name (the message lists the valid ones), or a bad value.
     """
-    return _make_optimizer(OptimizerSettings.of(config), total_steps)
+    return _make_optimizer(OptimizerSettings.of(config), total_steps, swept)
 
 
 @functools.lru_cache(maxsize=64)
-def _make_optimizer(config: OptimizerSettings, total_steps: int) -> optax.GradientTransformation:
+def _make_optimizer(config: OptimizerSettings, total_steps: int, swept: bool = False) -> optax.GradientTransformation:
     make_base = _lookup(OPTIMIZERS, config.optimizer, "optimizer")
-    schedule = make_schedule(config, total_steps)
+    schedule = make_schedule(dataclasses.replace(config, lr=1.0) if swept else config, total_steps)
     if config.clip_norm < 0:
         raise ValueError(f"clip_norm must be >= 0 (0 turns clipping off); got {config.clip_norm}")
     if config.weight_decay < 0:
@@ -144,9 +151,21 @@ def _make_optimizer(config: OptimizerSettings, total_steps: int) -> optax.Gradie
         clip = [optax.clip_by_global_norm(config.clip_norm)] if config.clip_norm > 0 else []
         return optax.chain(*clip, make_base(config, learning_rate))
 
-    return optax.inject_hyperparams(build)(learning_rate=schedule)
+    if not swept:
+        return optax.inject_hyperparams(build)(learning_rate=schedule)
+
+    def build_swept(learning_rate, peak_lr, weight_decay):
+        settings = dataclasses.replace(config, weight_decay=weight_decay)
+        clip = [optax.clip_by_global_norm(config.clip_norm)] if config.clip_norm > 0 else []
+        return optax.chain(*clip, make_base(settings, learning_rate * peak_lr))
+
+    return optax.inject_hyperparams(build_swept)(learning_rate=schedule, peak_lr=config.lr,
+                                                 weight_decay=config.weight_decay)
 
 
 def current_lr(opt_state) -> jax.Array:
     """The learning rate used by the last update of a `make_optimizer` state (the first step's before any update)."""
-    return opt_state.hyperparams["learning_rate"]
+    hyperparams = opt_state.hyperparams
+    if "peak_lr" in hyperparams:
+        return hyperparams["learning_rate"] * hyperparams["peak_lr"]
+    return hyperparams["learning_rate"]

@@ -67,6 +67,9 @@ def plot_workdir(workdir: str | pathlib.Path) -> list[pathlib.Path]:
     written = []
     if metrics_path.exists():
         written.append(plot_learning_curves(metrics_path, workdir / "learning_curves.png", _best_epoch(workdir)))
+        results = _results(workdir)
+        if "sweep_option" in results:
+            written.append(plot_sweep(metrics_path, results, workdir / "sweep.png"))
     if predictions is not None:
         if labels is not None and "scores" in predictions:
             written.append(plot_roc(labels, predictions["scores"], workdir / "roc.png", class_names))
@@ -87,7 +90,9 @@ def plot_learning_curves(metrics_path: pathlib.Path, out: pathlib.Path, best_epo
     loss_axes, val_axes = figure.subplots(1, 2)
     loss_axes.plot(epochs, [_float(r.get("train_loss")) for r in records], marker="o")
     loss_axes.set(xlabel="epoch", ylabel="training loss", title="training loss")
-    val_names = sorted({k for r in records for k, v in r.items() if k.startswith("val_") and _is_number(v)})
+    # A sweep's per-setting figures are drawn by plot_sweep; here the best setting's, epoch by epoch.
+    val_names = sorted({k for r in records for k, v in r.items()
+                        if k.startswith("val_") and not k.startswith("val_setting") and _is_number(v)})
     for name in val_names:
         val_axes.plot(epochs, [_float(r.get(name)) for r in records], marker="o", label=_plain(name[len("val_"):]))
     val_axes.set(xlabel="epoch", ylabel="metric", title="validation")
@@ -97,6 +102,35 @@ def plot_learning_curves(metrics_path: pathlib.Path, out: pathlib.Path, best_epo
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         if best_epoch is not None:
             axes.axvline(best_epoch, color="grey", linestyle="--", linewidth=1)
+    return save_png(figure, out, dpi=100)
+
+
+def plot_sweep(metrics_path: pathlib.Path, results: dict[str, Any], out: pathlib.Path) -> pathlib.Path:
+    """A sweep's choice: each setting's validation selection metric against the epoch, the chosen setting drawn
+    thick and its best epoch marked (left), and each setting's best value against the swept value (right)."""
+    records = _read_metrics(metrics_path)
+    name, values, metric = results["sweep_option"], results["sweep_values"], results["select_metric"]
+    chosen = values.index(results["sweep_chosen"])
+    epochs = [r["epoch"] for r in records]
+    figure = Figure(figsize=(10, 4), layout="constrained")
+    curves, choice = figure.subplots(1, 2)
+    for i, value in enumerate(values):
+        curves.plot(epochs, [_float(r.get(f"val_setting{i}_{metric}")) for r in records], marker="o",
+                    linewidth=3 if i == chosen else 1, label=f"{_plain(name)} = {value:g}")
+    curves.axvline(results["best_epoch"], color="grey", linestyle="--", linewidth=1)
+    curves.set(xlabel="epoch", ylabel=f"validation {_plain(metric)}", title="every setting, every epoch")
+    curves.xaxis.set_major_locator(MaxNLocator(integer=True))
+    curves.legend()
+    best = results[f"sweep_val_{metric}"]
+    choice.plot(values, best, marker="o")
+    choice.plot([values[chosen]], [best[chosen]], marker="*", markersize=16, linestyle="none",
+                label=f"chosen: {_plain(name)} = {values[chosen]:g}")
+    if min(values) > 0 and max(values) / min(values) >= 3:
+        choice.set_xscale("log")
+        choice.minorticks_off()
+    choice.set_xticks(values, [f"{value:g}" for value in values])
+    choice.set(xlabel=_plain(name), ylabel=f"best validation {_plain(metric)}", title="the choice, on validation")
+    choice.legend()
     return save_png(figure, out, dpi=100)
 
 
@@ -282,6 +316,12 @@ def _class_names(workdir: pathlib.Path) -> list[str]:
     if not isinstance(names, list) or not all(isinstance(n, (str, int, float)) for n in names):
         raise DataError(f"{path}: class_names", f"expected a list of names, got {names!r:.60}")
     return [str(n) for n in names]
+
+
+def _results(workdir: pathlib.Path) -> dict[str, Any]:
+    """The run's ``results.json``, or {} before it is written."""
+    path = workdir / "results.json"
+    return read_json_object(path, "the results.json of a run") if path.exists() else {}
 
 
 def _best_epoch(workdir: pathlib.Path) -> int | None:
