@@ -1,11 +1,14 @@
-"""An ensemble of 8 in one compiled step against 8 sequential single steps: the library's own steps, same batch.
+"""An ensemble (or a sweep) of N in one compiled step against N sequential single steps: the library's own steps.
 
     python -m benchmarks.ensemble [--members 8 --rounds 30 --repeats 3]    # writes benchmarks/results/ensemble.json
-    python -m benchmarks.ensemble --report                                 # the table in benchmarks/RESULTS.md
+    python -m benchmarks.ensemble --sweep --members 4                       # writes benchmarks/results/sweep.json
+    python -m benchmarks.ensemble [--sweep] --report                        # the table in benchmarks/RESULTS.md
 
-Each round is one optimizer step of every member: 8 calls of `medjax.train.steps.train_step` (one per member
-state), or one call of `medjax.train.ensemble.ensemble_train_step` over the stacked states, with ``lax.map`` (medjax's
-CPU default) and with ``vmap``. Rounds are timed one by one (blocking on the new states); the median of each
+Each round is one optimizer step of every member: N calls of `medjax.train.steps.train_step` (one per member
+state), or one call of `medjax.train.ensemble.ensemble_train_step` over the stacked states, unrolled, with
+``lax.map`` and with ``vmap``. An ensemble's members are N seeds of one optimizer; a sweep's are one start with N
+learning rates (1e-4 ... 1e-2), the sequential side N optimizers with one rate each and the stacked side
+`medjax.train.sweep`'s states, the rate carried in the optimizer state, as `medjax train --sweep` runs them. Rounds are timed one by one (blocking on the new states); the median of each
 strategy per repeat, the strategies' order rotating between repeats; ratio = ensemble / sequential, median over
 repeats. Workloads: the tutorial CNN (batch 64, 28x28x1) and the tutorial LSTM (2 x 32, batch 64, 50 steps).
 """
@@ -25,7 +28,8 @@ import numpy as np
 
 from benchmarks import results_md
 
-RESULTS = pathlib.Path(__file__).parent / "results" / "ensemble.json"
+RESULTS = {False: pathlib.Path(__file__).parent / "results" / "ensemble.json",
+           True: pathlib.Path(__file__).parent / "results" / "sweep.json"}
 
 
 def workload(name: str):
@@ -54,16 +58,26 @@ def cpu_model() -> str:
     return platform.processor()
 
 
-def time_workload(name: str, members: int, rounds: int, repeats: int) -> dict:
-    from medjax.train import ensemble, optim, steps
+def time_workload(name: str, members: int, rounds: int, repeats: int, swept: bool = False) -> dict:
+    from medjax.train import ensemble, optim, steps, sweep
     from medjax.train.config import TrainConfig
     from medjax.train.state import init_train_state
 
     model, batch, loss = workload(name)
-    tx = optim.make_optimizer(TrainConfig(), 10_000)
-    singles = [init_train_state(model, tx, batch, jax.random.PRNGKey(i)) for i in range(members)]
-    rngs = jax.random.split(jax.random.PRNGKey(99), members)
-    stacked = {how: ensemble.stack(singles) for how in ensemble.STRATEGIES}
+    if swept:
+        rates = np.geomspace(1e-4, 1e-2, members).tolist()
+        singles = [init_train_state(model, optim.make_optimizer(TrainConfig(lr=lr), 10_000), batch,
+                                    jax.random.PRNGKey(0)) for lr in rates]
+        start = init_train_state(model, optim.make_optimizer(TrainConfig(), 10_000, swept=True), batch,
+                                 jax.random.PRNGKey(0))
+        members_states = [sweep.with_setting(start, "lr", lr) for lr in rates]
+        rngs = jnp.stack([jax.random.PRNGKey(99)] * members)
+    else:
+        tx = optim.make_optimizer(TrainConfig(), 10_000)
+        singles = [init_train_state(model, tx, batch, jax.random.PRNGKey(i)) for i in range(members)]
+        members_states = singles
+        rngs = jax.random.split(jax.random.PRNGKey(99), members)
+    stacked = {how: ensemble.stack(members_states) for how in ensemble.STRATEGIES}
 
     def sequential():
         nonlocal singles
@@ -99,7 +113,8 @@ def time_workload(name: str, members: int, rounds: int, repeats: int) -> dict:
 
 
 def report(results: dict) -> str:
-    lines = [f"Ensemble of {results['members']} against {results['members']} sequential single steps "
+    kind = "Sweep of learning rates" if results.get("sweep") else "Ensemble"
+    lines = [f"{kind} of {results['members']} against {results['members']} sequential single steps "
              f"({results['machine']}; jax {results['jax']}; `{results['command']}`; {results['date']}). Median ms "
              f"per round (every member one step), median of {results['repeats']} repeats of {results['rounds']} "
              f"rounds; ratio = ensemble / sequential (at most 1.0 is the target).", "",
@@ -119,18 +134,24 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workloads", nargs="+", default=["cnn", "lstm"])
+    parser.add_argument("--sweep", action="store_true", help="a sweep of learning rates instead of seeds")
     parser.add_argument("--report", action="store_true", help="write the table of the committed JSON into RESULTS.md")
     args = parser.parse_args(argv)
+    path = RESULTS[args.sweep]
+    command = "python -m benchmarks.ensemble" + (" --sweep" if args.sweep else "")
     if not args.report:
         results = {"members": args.members, "rounds": args.rounds, "repeats": args.repeats, "machine":
                    f"{cpu_model()}, {len(jax.devices())} CPU device(s)", "jax": jax.__version__,
-                   "date": time.strftime("%Y-%m-%d"), "command": "python -m benchmarks.ensemble",
-                   "workloads": {name: time_workload(name, args.members, args.rounds, args.repeats)
+                   "date": time.strftime("%Y-%m-%d"), "command": command, "sweep": args.sweep,
+                   "workloads": {name: time_workload(name, args.members, args.rounds, args.repeats, args.sweep)
                                  for name in args.workloads}}
-        RESULTS.parent.mkdir(exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    table = report(json.loads(RESULTS.read_text()))
-    results_md.put_section("ensemble", "Ensembles on CPU", "python -m benchmarks.ensemble --report", table)
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(results, indent=2) + "\n")
+    table = report(json.loads(path.read_text()))
+    if args.sweep:
+        results_md.put_section("sweep", "Sweeps on CPU", command + " --report", table)
+    else:
+        results_md.put_section("ensemble", "Ensembles on CPU", command + " --report", table)
     print(table)
     return 0
 
