@@ -80,15 +80,20 @@ def _coverage(method: str, scores: np.ndarray, test: Any, level: float = 0.9) ->
 
 def score_split(task, predictions: Any, split_name: str) -> dict[str, Any]:
     """``task.score`` of a split's predictions, as JSON values; for an ensemble (``{"ensemble", "members"}``) also
-    each member's scores, the expected calibration error and the predictive entropy."""
+    each member's scores, and for a classifier the expected calibration error (the ensemble's and each member's) and
+    the ensemble's predictive entropy."""
     if isinstance(predictions, dict) and set(predictions) == {"ensemble", "members"}:
         stacked = predictions["members"]
         scores = score_split(task, predictions["ensemble"], split_name)
-        for index in range(len(next(iter(jax.tree_util.tree_leaves(stacked))))):
-            member_scores = task.score(ensemble.member(stacked, index))
-            scores.update({f"member{index}_{name}": _json_value(v) for name, v in member_scores.items()})
         combined = predictions["ensemble"]
-        if isinstance(combined, dict) and "scores" in combined and np.ndim(combined.get("labels")) == 1:
+        classifier = isinstance(combined, dict) and "scores" in combined and np.ndim(combined.get("labels")) == 1
+        for index in range(len(next(iter(jax.tree_util.tree_leaves(stacked))))):
+            one = ensemble.member(stacked, index)
+            member_scores = dict(task.score(one))
+            if classifier:
+                member_scores["ece"] = calibration.expected_calibration_error(one["labels"], one["scores"])
+            scores.update({f"member{index}_{name}": _json_value(v) for name, v in member_scores.items()})
+        if classifier:
             scores["ece"] = calibration.expected_calibration_error(combined["labels"], combined["scores"])
             scores["entropy"] = calibration.mean_entropy(combined["scores"])
         return scores

@@ -36,6 +36,9 @@ def test_member_i_equals_the_single_run_with_seed_i(tiny_task, tiny_config, tmp_
     assert 0.0 <= results["test_ece"] <= 1.0
     with np.load(tmp_path / "ensemble" / "predictions_test.npz") as saved:
         assert saved["scores"].shape == (21, 3)  # the ensemble's, members averaged
+    # Each member's calibration error stands beside the ensemble's.
+    assert {f"test_member{i}_ece" for i in range(3)} <= set(results)
+    assert all(0.0 <= results[f"test_member{i}_ece"] <= 1.0 for i in range(3))
     assert loop.evaluate(task, tiny_config(tmp_path / "ensemble", ensemble=3, seed=4, **same))["test_accuracy"] == \
         results["test_accuracy"]
 
