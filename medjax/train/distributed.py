@@ -49,6 +49,9 @@ STATE_PREFIX = "medjax/processes/"
 FAILED_KEY = STATE_PREFIX + "failed"
 ALIVE_PREFIX = STATE_PREFIX + "alive-"
 DONE_PREFIX = STATE_PREFIX + "done-"
+# What a collective's error says when the process at its other end went away (Gloo on CPU, NCCL on GPU).
+_COLLECTIVE_FAILURES = ("Gloo", "NCCL", "Connection reset", "Connection closed", "by peer")
+_heartbeat_seconds = 10  # MEDJAX_HEARTBEAT_SECONDS of the run, once joined
 
 
 def multi_host_environment(environ: Mapping[str, str] | None = None) -> str | None:
@@ -187,10 +190,6 @@ def fail_fast(message: str, status: int) -> None:
     os._exit(status)
 
 
-_COLLECTIVE_FAILURES = ("Gloo", "NCCL", "Connection reset", "Connection closed", "by peer")
-_heartbeat_seconds = 10
-
-
 def await_the_cause(err: BaseException) -> None:
     """When ``err`` is a collective that failed because another process went away, waits for the watcher to end this
     process with the line that names that process (at most the heartbeat timeout and a little); returns at once for
@@ -214,6 +213,8 @@ def _end(message: str) -> None:
 
 
 def _client():
+    """JAX's distributed-runtime client (its key-value store and liveness), None before joining; JAX has no public
+    accessor for it (`jax.experimental.multihost_utils` uses the same)."""
     from jax._src import distributed as jax_distributed
 
     return jax_distributed.global_state.client
