@@ -27,7 +27,7 @@ def run(argv, timeout=600):
 def test_benchmark_help_and_study_reports():
     assert "python -m benchmarks --help" in README
     run([sys.executable, "-m", "benchmarks", "--help"])
-    for study in ("medmnist", "ner", "textclf", "ecg", "molecules", "treatment", "privacy"):
+    for study in ("medmnist", "ner", "textclf", "ecg", "molecules", "treatment", "privacy", "ensembles"):
         command = f"python experiments/study.py report {study}"
         assert command in README
         before = (ROOT / "experiments" / study / "RESULTS.md").read_text()

@@ -11,7 +11,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
 
-STUDIES = ["medmnist", "ner", "textclf", "ecg", "molecules", "treatment", "privacy"]
+STUDIES = ["medmnist", "ner", "textclf", "ecg", "molecules", "treatment", "privacy", "ensembles"]
 
 
 @pytest.mark.parametrize("name", STUDIES)
