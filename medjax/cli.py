@@ -369,35 +369,31 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status, message = _main(argv, debug)
     except BaseException as err:
+        # One process of several that fails tells the others and ends now (they end within seconds): JAX's exit
+        # barrier would wait for processes that are themselves waiting for this one.
         if not isinstance(err, SystemExit) and _several_processes():
             import traceback
 
             from medjax.train import distributed
 
             distributed.await_the_cause(err)  # a collective broken by another process's end: that process is named
-
             traceback.print_exc()
-            _tell_the_others(f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}", 1)
+            distributed.fail_fast(f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}", 1)
         raise
     if status and _several_processes():
-        _tell_the_others(message, status)
+        from medjax.train import distributed
+
+        distributed.fail_fast(message, status)
     return status
 
 
 def _several_processes() -> bool:
+    """Whether this is one process of several (without starting JAX's backend when no command did)."""
     if "jax" not in sys.modules:
         return False
     from medjax.train import distributed
 
     return distributed.active()
-
-
-def _tell_the_others(message: str, status: int) -> None:
-    """Ends this process of a multi-process run now, having told the others why (they end within seconds): JAX's exit
-    barrier would wait for processes that are themselves waiting for this one."""
-    from medjax.train import distributed
-
-    distributed.fail_fast(message, status)
 
 
 def _main(argv: list[str], debug: bool) -> tuple[int, str]:

@@ -178,11 +178,10 @@ def fail_fast(message: str, status: int) -> None:
     Posts ``message`` under ``medjax/failed`` (the first failure wins), flushes the output and exits with ``status``
     through `os._exit`, skipping JAX's shutdown barrier, which would wait for processes that are waiting for this one.
     """
-    client = _client()
-    if client is None or jax.process_count() < 2:
+    if not active():
         return
     try:
-        client.key_value_set(FAILED_KEY, f"{jax.process_index()}\t{message}")
+        _client().key_value_set(FAILED_KEY, f"{jax.process_index()}\t{message}")
     except Exception:  # noqa: BLE001 - another process posted first, or the coordinator is gone: exit regardless
         pass
     sys.stdout.flush()
@@ -200,9 +199,8 @@ def await_the_cause(err: BaseException) -> None:
 
 def finish() -> None:
     """Posts that this process finished its work, so that the others' watchers do not take its exit for a failure."""
-    client = _client()
-    if client is not None and jax.process_count() > 1:
-        client.key_value_set(f"{DONE_PREFIX}{jax.process_index()}", "1", allow_overwrite=True)
+    if active():
+        _client().key_value_set(f"{DONE_PREFIX}{jax.process_index()}", "1", allow_overwrite=True)
 
 
 def _end(message: str) -> None:
@@ -236,7 +234,7 @@ class _Watcher(threading.Thread):
     def run(self) -> None:
         client, me, count = _client(), jax.process_index(), jax.process_count()
         started = time.monotonic()
-        seen: dict[str, tuple[str, float]] = {}
+        seen: dict[int, tuple[str | None, float]] = {}  # process -> (its last heartbeat, when it changed here)
         beat = 0
         while True:
             beat += 1
@@ -261,8 +259,8 @@ class _Watcher(threading.Thread):
                 if now - seen[other][1] > self.heartbeat:
                     silent.append(other)
             if silent:
-                _end(f"process {', '.join(map(str, silent))} stopped without a word (killed, or its machine "
-                          f"lost) for over {self.heartbeat} s (MEDJAX_HEARTBEAT_SECONDS); start all processes again "
-                          f"to resume from the last checkpoint")
+                _end(f"process {', '.join(map(str, silent))} stopped without a word (killed, or its machine lost) "
+                     f"for over {self.heartbeat} s (MEDJAX_HEARTBEAT_SECONDS); start all processes again to resume "
+                     f"from the last checkpoint")
             time.sleep(1.0)
 

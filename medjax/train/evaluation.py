@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 from typing import Any, Sequence
 
@@ -76,6 +77,13 @@ def _coverage(method: str, scores: np.ndarray, test: Any, level: float = 0.9) ->
     percent = round(100 * level)
     return {f"conformal_coverage_{percent}": float(np.mean(conformal.covered(method, test, q))),
             f"conformal_size_{percent}": conformal.size(method, test, q)}
+
+
+def selection_value(value: Any) -> float:
+    """A selection metric as a float to maximise: an undefined one (NaN, e.g. an AUC with one class present) never
+    counts as an improvement."""
+    value = float(value)
+    return value if math.isfinite(value) else -math.inf
 
 
 def score_split(task, predictions: Any, split_name: str) -> dict[str, Any]:

@@ -129,7 +129,7 @@ def train(task: Task, config: TrainConfig, task_name: str, *, stop_after_epoch: 
                     train_metrics["dp_epsilon"] = run.dp.epsilon_after(step)
                 val = score_val(task, run, predict_split(state, task, "val", config.eval_batch_size, run.mesh,
                                                          run.members, run.how, combine=not run.swept))
-                value = _selection_value(val[task.select_metric])
+                value = evaluation.selection_value(val[task.select_metric])
                 is_best = record["best_epoch"] is None or value > record["best_value"]
                 line = {"epoch": epoch, "step": step, **train_metrics, **_prefixed("val", val)}
                 line["seconds"] = time.perf_counter() - epoch_start
@@ -370,7 +370,7 @@ def predict_split(state: TrainState, task: Task, split_name: str, batch_size: in
 def score_val(task: Task, run: RunSetup, predictions: Any) -> dict[str, Any]:
     """The validation scores the loop selects on: a sweep's best setting's, with every setting's beside them."""
     if run.swept:
-        return sweep.scores(task, predictions, evaluation.score_split)
+        return sweep.scores(task, predictions)
     return evaluation.score_split(task, predictions, "val")
 
 
@@ -387,7 +387,7 @@ def _sweep_results(run: RunSetup, metrics_path: pathlib.Path, task: Task, best: 
     name, values = run.swept
     lines = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
     metric = task.select_metric
-    each = [max((_selection_value(line[f"val_setting{i}_{metric}"]) for line in lines), default=-math.inf)
+    each = [max((evaluation.selection_value(line[f"val_setting{i}_{metric}"]) for line in lines), default=-math.inf)
             for i in range(len(values))]
     return {"sweep_option": name, "sweep_values": list(values), "sweep_chosen": values[int(best["best_val"]["setting"])],
             f"sweep_val_{metric}": each}
@@ -397,12 +397,6 @@ def _combined(predictions: Any) -> Any:
     """A split's predictions as one model's: an ensemble's (`predict_split` with members) combined ones."""
     is_ensemble = isinstance(predictions, dict) and set(predictions) == {"ensemble", "members"}
     return predictions["ensemble"] if is_ensemble else predictions
-
-
-def _selection_value(value: Any) -> float:
-    # An undefined metric (NaN, e.g. an AUC with one class present) never counts as an improvement.
-    value = float(value)
-    return value if math.isfinite(value) else -math.inf
 
 
 def _prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:

@@ -146,21 +146,17 @@ def _make_optimizer(config: OptimizerSettings, total_steps: int, swept: bool = F
     if config.weight_decay < 0:
         raise ValueError(f"weight_decay must be >= 0; got {config.weight_decay}")
 
-    def build(learning_rate):
+    def build(learning_rate, peak_lr=None, weight_decay=None):
+        # A sweep's state also carries the peak rate and the weight decay; a single run's only the rate (hyperparameters
+        # left at None are not in the state).
+        settings = config if weight_decay is None else dataclasses.replace(config, weight_decay=weight_decay)
+        rate = learning_rate if peak_lr is None else learning_rate * peak_lr
         # Clip the raw gradient, before weight decay or moments see it (as torch's clip_grad_norm_ before step()).
         clip = [optax.clip_by_global_norm(config.clip_norm)] if config.clip_norm > 0 else []
-        return optax.chain(*clip, make_base(config, learning_rate))
+        return optax.chain(*clip, make_base(settings, rate))
 
-    if not swept:
-        return optax.inject_hyperparams(build)(learning_rate=schedule)
-
-    def build_swept(learning_rate, peak_lr, weight_decay):
-        settings = dataclasses.replace(config, weight_decay=weight_decay)
-        clip = [optax.clip_by_global_norm(config.clip_norm)] if config.clip_norm > 0 else []
-        return optax.chain(*clip, make_base(settings, learning_rate * peak_lr))
-
-    return optax.inject_hyperparams(build_swept)(learning_rate=schedule, peak_lr=config.lr,
-                                                 weight_decay=config.weight_decay)
+    swept_values = {"peak_lr": config.lr, "weight_decay": config.weight_decay} if swept else {}
+    return optax.inject_hyperparams(build)(learning_rate=schedule, **swept_values)
 
 
 def current_lr(opt_state) -> jax.Array:

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from medjax.errors import ConfigError
+from medjax.train import ensemble, evaluation
 
 # option name -> (the optimizer-state hyperparameter it sets, the smallest value allowed, whether that is excluded)
 SWEEPABLE = {"lr": ("peak_lr", 0.0, True), "weight_decay": ("weight_decay", 0.0, False)}
@@ -83,17 +84,12 @@ def label(name: str, value: float) -> str:
     return f"{name}={value:g}"
 
 
-def scores(task: Any, stacked: Any, score_split) -> dict[str, Any]:
-    """Each setting's scores on a split (``setting<i>_<metric>``) and, unprefixed, those of the setting best on the
+def scores(task: Any, stacked: Any) -> dict[str, Any]:
+    """Each setting's validation scores (``setting<i>_<metric>``) and, unprefixed, those of the setting best on the
     task's selection metric, with ``setting`` its index."""
     count = len(jax.tree_util.tree_leaves(stacked)[0])
-    each = [score_split(task, jax.tree_util.tree_map(lambda leaf: leaf[i], stacked), "val") for i in range(count)]
-    best = max(range(count), key=lambda i: _finite(each[i][task.select_metric]))
+    each = [evaluation.score_split(task, ensemble.member(stacked, i), "val") for i in range(count)]
+    best = max(range(count), key=lambda i: evaluation.selection_value(each[i][task.select_metric]))
     figures = {f"setting{i}_{name}": value for i, one in enumerate(each) for name, value in one.items()
                if not isinstance(value, list)}
     return {**each[best], "setting": best, **figures}
-
-
-def _finite(value: Any) -> float:
-    value = float(value)
-    return value if math.isfinite(value) else -math.inf
